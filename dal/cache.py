@@ -1,0 +1,394 @@
+"""The store: a cachetools LRU under one lock, single flight, lease-checked fills.
+
+A load takes a *lease* (its in-flight entry) before it queries. A write that
+commits revokes the leases of every key and table it touched, so a load that may
+have read the old row cannot store it (the lease idea of "Scaling Memcache at
+Facebook"). Only loads that are in flight are tracked, so this costs no memory
+per key ever written. The database is never called with the lock held.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
+from typing import Any
+
+from cachetools import LRUCache
+
+from .errors import UncacheableArgument
+from .keys import PrimaryKey
+
+__all__ = ["MISSING", "Changes", "Namespace", "Store", "monotonic"]
+
+#: Returned by lookups that found nothing: ``None`` is a value the cache holds.
+MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING"})()
+
+#: Committed changes: table name -> primary-key tuples, or ``None`` for "any row".
+Changes = Mapping[str, Collection[tuple[Any, ...]] | None]
+
+Key = tuple[Any, Hashable]
+
+
+def monotonic() -> float:
+    """The cache clock, read at call time (so ``freezegun`` can move it)."""
+    return time.monotonic()
+
+
+class Namespace:
+    """One repository's rows or finds, or one cached function: keys ``(ns, k)``.
+
+    A row namespace (``pk`` set) holds one table's rows by primary key and loses
+    only the written keys; any other namespace is dropped whole when a table it
+    depends on is written.
+    """
+
+    __slots__ = ("hits", "keys", "loads", "misses", "name", "pk", "tables", "ttl")
+
+    def __init__(
+        self, name: str, tables: frozenset[str], ttl: float | None, pk: PrimaryKey | None = None
+    ) -> None:
+        self.name = name
+        self.tables = tables
+        self.ttl = ttl
+        self.pk = pk
+        self.keys: set[Key] = set()
+        self.hits = self.misses = self.loads = 0
+
+    def __repr__(self) -> str:
+        return f"<Namespace {self.name}>"
+
+
+class Flight:
+    """One load in progress; the callers that missed the same key wait on it."""
+
+    __slots__ = ("_done", "error", "key", "ns", "revoked", "value")
+
+    def __init__(self, ns: Namespace, key: Key) -> None:
+        self.ns = ns
+        self.key = key
+        self.value: Any = MISSING
+        self.error: BaseException | None = None
+        self.revoked = False
+        self._done = threading.Lock()
+        self._done.acquire()
+
+    def finish(self) -> None:
+        self._done.release()
+
+    def result(self) -> Any:
+        """Wait for the load; its value, or its error raised in this thread too."""
+        with self._done:
+            pass
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+class _LRU(LRUCache[Key, tuple[Any, float | None]]):
+    """cachetools' LRU, reporting evictions and bounding entries as well as bytes."""
+
+    def __init__(
+        self,
+        max_entries: int,
+        max_bytes: int | None,
+        on_evict: Callable[[Key], None],
+    ) -> None:
+        if max_bytes is None:
+            super().__init__(max_entries)
+        else:
+            super().__init__(max_bytes, getsizeof=_sizeof)
+        self._max_entries = max_entries
+        self._on_evict = on_evict
+
+    def __setitem__(self, key: Key, value: tuple[Any, float | None]) -> None:
+        super().__setitem__(key, value)
+        while len(self) > self._max_entries:
+            self.popitem()
+
+    def popitem(self) -> tuple[Key, tuple[Any, float | None]]:
+        key, value = super().popitem()
+        self._on_evict(key)
+        return key, value
+
+
+def _sizeof(entry: tuple[Any, float | None]) -> int:
+    """Approximate bytes of one entry: the value and its direct members."""
+    value = entry[0]
+    size = sys.getsizeof(value)
+    members = getattr(value, "_values", None)
+    items = members() if callable(members) else value
+    if isinstance(items, (tuple, list)):
+        size += sum(sys.getsizeof(item) for item in items)
+    return size
+
+
+class Store:
+    """All cached entries of one ``Database``."""
+
+    def __init__(
+        self,
+        max_entries: int,
+        max_bytes: int | None = None,
+        clock: Callable[[], float] = monotonic,
+    ) -> None:
+        self.lock = threading.Lock()
+        self.data = _LRU(max_entries, max_bytes, self._evicted)
+        self.clock = clock
+        self.max_entries = max_entries
+        self._inflight: dict[Key, Flight] = {}
+        self._namespaces: dict[Hashable, Namespace] = {}
+        self._by_table: dict[str, list[Namespace]] = {}
+        # Caching is paused while it cannot be kept fresh (closed, bus down).
+        self._paused: set[str] = set()
+        self.evictions = self.expirations = self.invalidations = 0
+        self.stale_fills_prevented = self.uncached_loads = 0
+
+    # -- namespaces ---------------------------------------------------------
+
+    def namespace(
+        self,
+        ident: Hashable,
+        name: str,
+        tables: Iterable[str],
+        ttl: float | None,
+        pk: PrimaryKey | None = None,
+    ) -> Namespace:
+        """The namespace registered under ``ident``, made on first use."""
+        with self.lock:
+            ns = self._namespaces.get(ident)
+            if ns is None:
+                ns = self._namespaces[ident] = Namespace(name, frozenset(tables), ttl, pk)
+                for table in ns.tables:
+                    self._by_table.setdefault(table, []).append(ns)
+            return ns
+
+    @property
+    def tables(self) -> frozenset[str]:
+        """Names of the tables some cached entry depends on."""
+        with self.lock:
+            return frozenset(self._by_table)
+
+    # -- reads ----------------------------------------------------------------
+
+    def lookup(self, ns: Namespace, key: Key) -> Any:
+        """The cached value for ``key``, or ``MISSING``; counts a hit."""
+        with self.lock:
+            try:
+                value, expires = self.data[key]
+            except KeyError:
+                return MISSING
+            except TypeError:
+                raise UncacheableArgument(f"{ns.name}: {key[1]!r} cannot be a cache key") from None
+            if expires is not None and expires <= self.clock():
+                self._expire(key)
+                return MISSING
+            ns.hits += 1
+            return value
+
+    def get_or_load(self, ns: Namespace, key: Key, load: Callable[[], Any]) -> Any:
+        """The cached value, or one load shared by every concurrent caller."""
+        with self.lock:
+            found = self._find(key)
+            if found is not MISSING:
+                ns.hits += 1
+                return found
+            ns.misses += 1
+            flight = self._inflight.get(key)
+            if flight is not None:
+                leader = False
+            else:
+                flight = self._inflight[key] = Flight(ns, key)
+                leader = True
+        if not leader:
+            return flight.result()
+        self._run([flight], lambda: {key: load()})
+        return flight.result()
+
+    def get_many_or_load(
+        self,
+        ns: Namespace,
+        keys: Iterable[Key],
+        load_many: Callable[[list[Key]], Mapping[Key, Any]],
+    ) -> dict[Key, Any]:
+        """Cached values for ``keys``; one ``load_many`` call for the misses."""
+        found: dict[Key, Any] = {}
+        waits: list[Flight] = []
+        leads: list[Flight] = []
+        with self.lock:
+            for key in keys:
+                value = self._find(key)
+                if value is not MISSING:
+                    ns.hits += 1
+                    found[key] = value
+                    continue
+                ns.misses += 1
+                flight = self._inflight.get(key)
+                if flight is None:
+                    flight = self._inflight[key] = Flight(ns, key)
+                    leads.append(flight)
+                else:
+                    waits.append(flight)
+        if leads:
+            self._run(leads, lambda: load_many([f.key for f in leads]))
+        for flight in leads + waits:
+            found[flight.key] = flight.result()
+        return found
+
+    def _find(self, key: Key) -> Any:
+        """Lookup with the lock held: the live value or ``MISSING``."""
+        try:
+            value, expires = self.data[key]
+        except KeyError:
+            return MISSING
+        except TypeError:
+            raise UncacheableArgument(f"{key[1]!r} cannot be a cache key") from None
+        if expires is not None and expires <= self.clock():
+            self._expire(key)
+            return MISSING
+        return value
+
+    def _run(self, flights: list[Flight], load: Callable[[], Mapping[Key, Any]]) -> None:
+        """Run one load for ``flights``, store what is still leased, wake waiters."""
+        ns = flights[0].ns
+        try:
+            values = load()
+        except BaseException as exc:
+            with self.lock:
+                for flight in flights:
+                    flight.error = exc
+                    if self._inflight.get(flight.key) is flight:
+                        del self._inflight[flight.key]
+            for flight in flights:
+                flight.finish()
+            raise
+        with self.lock:
+            ns.loads += 1
+            now = self.clock()
+            expires = None if ns.ttl is None else now + ns.ttl
+            for flight in flights:
+                flight.value = values.get(flight.key)
+                self._fill(flight, expires)
+        for flight in flights:
+            flight.finish()
+
+    def _fill(self, flight: Flight, expires: float | None) -> None:
+        """Store a loaded value if its lease still holds (lock held)."""
+        key = flight.key
+        if self._inflight.get(key) is not flight:
+            # A commit revoked the lease while the load ran: it may have read
+            # the row as it was before that commit.
+            self.stale_fills_prevented += 1
+            return
+        del self._inflight[key]
+        if self._paused:
+            self.uncached_loads += 1
+            return
+        try:
+            self.data[key] = (flight.value, expires)
+        except ValueError:  # larger than the whole byte budget: not cached
+            return
+        flight.ns.keys.add(key)
+
+    # -- invalidation -------------------------------------------------------------
+
+    def invalidate(self, changes: Changes) -> None:
+        """Apply committed changes: drop entries, revoke leases of loads in flight."""
+        if not changes:
+            return
+        with self.lock:
+            self.invalidations += 1
+            for table, pks in changes.items():
+                for ns in self._by_table.get(table, ()):
+                    keys = None if pks is None or ns.pk is None else _row_keys(ns, pks)
+                    if keys is None:
+                        self._drop_namespace(ns)
+                    else:
+                        for key in keys:
+                            self._drop(key)
+
+    def drop(self, ns: Namespace, key: Key | None = None) -> None:
+        """Forget one key of ``ns``, or all of it (and revoke their leases)."""
+        with self.lock:
+            if key is None:
+                self._drop_namespace(ns)
+            else:
+                self._drop(key)
+
+    def clear(self) -> None:
+        """Forget everything and revoke every lease."""
+        with self.lock:
+            self.data.clear()
+            for ns in self._namespaces.values():
+                ns.keys.clear()
+            self._inflight.clear()
+
+    def pause(self, reason: str) -> None:
+        """Clear and stop storing until ``resume(reason)``: reads go to the database."""
+        with self.lock:
+            self._paused.add(reason)
+        self.clear()
+
+    def resume(self, reason: str) -> None:
+        with self.lock:
+            self._paused.discard(reason)
+
+    @property
+    def paused(self) -> frozenset[str]:
+        with self.lock:
+            return frozenset(self._paused)
+
+    def _drop(self, key: Key) -> None:
+        # A load in flight keeps its Flight; without the lease it cannot store.
+        self._inflight.pop(key, None)
+        try:
+            del self.data[key]
+        except KeyError:
+            return
+        key[0].keys.discard(key)
+
+    def _drop_namespace(self, ns: Namespace) -> None:
+        for key in ns.keys:
+            del self.data[key]
+        ns.keys.clear()
+        for key in [k for k, f in self._inflight.items() if f.ns is ns]:
+            del self._inflight[key]
+
+    def _expire(self, key: Key) -> None:
+        del self.data[key]
+        key[0].keys.discard(key)
+        self.expirations += 1
+
+    def _evicted(self, key: Key) -> None:
+        key[0].keys.discard(key)
+        self.evictions += 1
+
+    # -- stats ------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        with self.lock:
+            spaces = list(self._namespaces.values())
+            return {
+                "hits": sum(ns.hits for ns in spaces),
+                "misses": sum(ns.misses for ns in spaces),
+                "loads": sum(ns.loads for ns in spaces),
+                "stale_fills_prevented": self.stale_fills_prevented,
+                "evictions": self.evictions,
+                "expirations": self.expirations,
+                "invalidations": self.invalidations,
+                "uncached_loads": self.uncached_loads,
+                "in_flight": len(self._inflight),
+                "currsize": len(self.data),
+                "maxsize": self.max_entries,
+                "paused": sorted(self._paused),
+            }
+
+
+def _row_keys(ns: Namespace, pks: Collection[tuple[Any, ...]]) -> list[Key] | None:
+    """Keys of written rows in a row namespace, or ``None`` if a pk is unusable."""
+    assert ns.pk is not None
+    try:
+        return [(ns, ns.pk.from_row(pk)) for pk in pks]
+    except (UncacheableArgument, IndexError):
+        return None

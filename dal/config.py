@@ -1,0 +1,120 @@
+"""Settings of a ``Database``: validated once, frozen, readable in a repr."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from .errors import ConfigError
+
+__all__ = ["DEFAULT_SQLITE_PATH", "SUPPORTED", "Settings"]
+
+#: The embedded default when neither a URL nor ``$DAL_DATABASE_URL`` is given.
+DEFAULT_SQLITE_PATH = "dal.sqlite3"
+
+#: backend -> the one driver dal supports for it (its freshness hooks are per driver).
+SUPPORTED = {"sqlite": "pysqlite", "postgresql": "psycopg2"}
+
+INVALIDATION_MODES = (None, "postgres")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything a ``Database`` was configured with."""
+
+    url: URL
+    pool_size: int = 5
+    max_overflow: int | None = 10
+    pool_timeout: float = 30.0
+    pool_recycle: float | None = 1800
+    pool_pre_ping: bool = False
+    cache_size: int = 10_000
+    cache_bytes: int | None = None
+    ttl: float | None = 300.0
+    invalidation: str | None = None
+
+    def __post_init__(self) -> None:
+        _integer("pool_size", self.pool_size, minimum=1)
+        if self.max_overflow is not None:
+            _integer("max_overflow", self.max_overflow, minimum=0)
+        _number("pool_timeout", self.pool_timeout)
+        if self.pool_recycle is not None:
+            _number("pool_recycle", self.pool_recycle)
+        if not isinstance(self.pool_pre_ping, bool):
+            raise ConfigError(f"pool_pre_ping must be True or False, not {self.pool_pre_ping!r}")
+        _integer("cache_size", self.cache_size, minimum=1)
+        if self.cache_bytes is not None:
+            _integer("cache_bytes", self.cache_bytes, minimum=1)
+        if self.ttl is not None:
+            _number("ttl", self.ttl)
+        if self.invalidation not in INVALIDATION_MODES:
+            raise ConfigError(
+                f"invalidation={self.invalidation!r} is not one of {INVALIDATION_MODES!r}"
+            )
+        if self.invalidation == "postgres" and self.backend != "postgresql":
+            raise ConfigError(
+                f"invalidation='postgres' needs a PostgreSQL database, not {self.backend!r}: "
+                "the bus is PostgreSQL's LISTEN/NOTIFY"
+            )
+
+    @property
+    def backend(self) -> str:
+        return self.url.get_backend_name()
+
+    @property
+    def pool_limits(self) -> str:
+        """The pool's limits, for error messages."""
+        return (
+            f"pool_size={self.pool_size}, max_overflow={self.max_overflow}, "
+            f"pool_timeout={self.pool_timeout:g}s"
+        )
+
+    def __repr__(self) -> str:
+        fields = ", ".join(
+            f"{f.name}={self.url.render_as_string(hide_password=True)!r}"
+            if f.name == "url"
+            else f"{f.name}={getattr(self, f.name)!r}"
+            for f in dataclasses.fields(self)
+        )
+        return f"Settings({fields})"
+
+
+def resolve_url(url: str | URL | None) -> URL:
+    """The URL to use: the argument, else ``$DAL_DATABASE_URL``, else the embedded file."""
+    if url is None:
+        url = os.environ.get("DAL_DATABASE_URL") or f"sqlite:///{DEFAULT_SQLITE_PATH}"
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError, TypeError) as exc:
+        raise ConfigError(f"not a database URL: {url!r} ({exc})") from exc
+    backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
+    if SUPPORTED.get(backend) != driver:
+        supported = ", ".join(f"{b}+{d}" for b, d in SUPPORTED.items())
+        raise ConfigError(
+            f"unsupported database driver {backend}+{driver} in "
+            f"{parsed.render_as_string(hide_password=True)!r}; dal supports {supported}"
+        )
+    if backend == "sqlite" and parsed.database in (None, "", ":memory:"):
+        raise ConfigError(
+            "in-memory SQLite gives every pooled connection its own empty database; "
+            "give a file path, e.g. sqlite:///app.db"
+        )
+    return parsed
+
+
+def _integer(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name} must be an integer, not {value!r}")
+    if value < minimum:
+        raise ConfigError(f"{name}={value} is below the minimum of {minimum}")
+
+
+def _number(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{name} must be a number of seconds, not {value!r}")
+    if not value > 0:
+        raise ConfigError(f"{name}={value} must be greater than 0 (None turns it off)")

@@ -1,0 +1,199 @@
+"""Database: the engine and its pool, the cache, sessions, and the way reads and writes run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from . import engine as engines
+from .cache import Store
+from .config import Settings, resolve_url
+from .errors import DatabaseClosed, PoolTimeout, translate
+from .invalidation import Tracker
+
+__all__ = ["Database"]
+
+T = TypeVar("T")
+
+
+class Database:
+    """A database behind a connection pool and an in-process cache that writes keep fresh."""
+
+    def __init__(
+        self,
+        url: str | URL | None = None,
+        *,
+        pool_size: int = 5,
+        max_overflow: int | None = 10,
+        pool_timeout: float = 30.0,
+        pool_recycle: float | None = 1800,
+        pool_pre_ping: bool = False,
+        cache_size: int = 10_000,
+        cache_bytes: int | None = None,
+        ttl: float | None = 300.0,
+        invalidation: str | None = None,
+    ) -> None:
+        self.settings = Settings(
+            url=resolve_url(url),
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            pool_timeout=pool_timeout,
+            pool_recycle=pool_recycle,
+            pool_pre_ping=pool_pre_ping,
+            cache_size=cache_size,
+            cache_bytes=cache_bytes,
+            ttl=ttl,
+            invalidation=invalidation,
+        )
+        self._store = Store(cache_size, cache_bytes)
+        self._tracker = Tracker(self._store)
+        self._pool_counters = engines.PoolCounters()
+        self._engine = engines.create(self.settings, self._tracker, self._pool_counters)
+        # Reads run in autocommit: one round trip, no BEGIN/ROLLBACK around them.
+        self._read_engine = self._engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+        #: The innermost ``session()`` of the running context, whose writes reads must see.
+        self._active: ContextVar[Session | None] = ContextVar(f"dal_session_{id(self)}", default=None)
+        self._parts: dict[Any, Any] = {}  # per-class state of repositories and queries
+        self._closed = False
+
+    # -- public -------------------------------------------------------------------
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine; its pool is the connection pool."""
+        self._check_open()
+        return self._engine
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """An ORM session: commits on exit, rolls back on error, invalidates after commit.
+
+        Inside it, repository and cached-query reads of this context see the
+        session's own uncommitted writes (they bypass the cache once it has written).
+        """
+        self._check_open()
+        session = self._sessions()
+        token = self._active.set(session)
+        try:
+            with self._boundary():
+                try:
+                    yield session
+                    session.commit()
+                except BaseException:
+                    session.rollback()
+                    raise
+        finally:
+            self._active.reset(token)
+            session.close()
+
+    def stats(self) -> dict[str, Any]:
+        """Cache counters and pool gauges, for dashboards and tests."""
+        pool: Any = self._engine.pool
+        counters = self._pool_counters
+        return {
+            "cache": self._store.stats(),
+            "pool": {
+                "size": pool.size(),
+                "checked_out": pool.checkedout(),
+                "checked_in": pool.checkedin(),
+                "overflow": max(0, pool.overflow()),
+                "max_overflow": self.settings.max_overflow,
+                "connects": counters.connects,
+                "disconnects": counters.disconnects,
+                "retries": counters.retries,
+                "timeouts": counters.timeouts,
+            },
+        }
+
+    def close(self) -> None:
+        """Drop the cache and close every pooled connection; later calls raise."""
+        if self._closed:
+            return
+        self._closed = True
+        self._store.pause("closed")
+        self._engine.dispose()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = " closed" if self._closed else ""
+        url = self.settings.url.render_as_string(hide_password=True)
+        return f"<dal.Database {url!r} cache_size={self.settings.cache_size}{state}>"
+
+    # -- for repositories and cached queries ------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise DatabaseClosed(f"{self!r} is closed")
+
+    @contextmanager
+    def _boundary(self) -> Iterator[None]:
+        """Translate SQLAlchemy errors to dal errors, once, where they leave dal."""
+        try:
+            yield
+        except SQLAlchemyError as exc:
+            cause = exc
+        else:
+            return
+        error = translate(cause, self.settings.pool_limits)
+        if isinstance(error, PoolTimeout):
+            self._pool_counters.timeouts += 1
+        raise error from cause
+
+    def _read(self, query: Callable[[Connection], T]) -> T:
+        """Run a read on an autocommit connection; retry once if the connection was dropped.
+
+        Pre-pinging every checkout would cost a round trip on every miss; a read is
+        safe to repeat, so a dead pooled connection (a database restart) costs one
+        retry instead of an error.
+        """
+        self._check_open()
+        with self._boundary():
+            try:
+                with self._read_engine.connect() as conn:
+                    return query(conn)
+            except DBAPIError as exc:
+                if not exc.connection_invalidated:
+                    raise
+            self._pool_counters.retries += 1
+            with self._read_engine.connect() as conn:
+                return query(conn)
+
+    def _read_in_session(self, query: Callable[[Session], T]) -> T:
+        """``_read`` for code that wants an ORM session."""
+
+        def run(conn: Connection) -> T:
+            with Session(bind=conn, expire_on_commit=False) as session:
+                return query(session)
+
+        return self._read(run)
+
+    def _write(self, statement: Callable[[Connection], T]) -> T:
+        """Run ``statement`` in its own transaction; invalidation follows its commit."""
+        self._check_open()
+        with self._boundary(), self._engine.begin() as conn:
+            return statement(conn)
+
+    def _writing_session(self) -> Session | None:
+        """The context's open ``session()`` if it has written anything, else None."""
+        session = self._active.get()
+        if session is None:
+            return None
+        if session.new or session.dirty or session.deleted:
+            return session
+        if not session.in_transaction():
+            return None
+        dbapi = session.connection().connection.dbapi_connection
+        return session if getattr(dbapi, "dal_pending", None) else None

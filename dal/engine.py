@@ -1,0 +1,89 @@
+"""The SQLAlchemy engine and its pool, with dal's connection class per driver."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.pool import QueuePool
+
+from .config import Settings
+from .errors import ConfigError
+from .invalidation import Tracker, connection_class
+
+__all__ = ["PoolCounters", "create"]
+
+#: RETURNING, which repository writes use to read the row in the same round trip.
+_MIN_SQLITE = (3, 35)
+
+
+class PoolCounters:
+    """Pool events counted for ``Database.stats()``."""
+
+    __slots__ = ("connects", "disconnects", "retries", "timeouts")
+
+    def __init__(self) -> None:
+        self.connects = self.disconnects = self.retries = self.timeouts = 0
+
+    def on_connect(self, dbapi_connection: Any, record: Any) -> None:
+        self.connects += 1
+
+    def on_invalidate(self, dbapi_connection: Any, record: Any, exception: Any) -> None:
+        self.disconnects += 1
+
+
+def create(settings: Settings, tracker: Tracker, counters: PoolCounters) -> Engine:
+    """An engine whose pooled connections report commits to ``tracker``."""
+    connect_args: dict[str, Any]
+    if settings.backend == "sqlite":
+        if sqlite3.sqlite_version_info < _MIN_SQLITE:
+            raise ConfigError(
+                f"SQLite {sqlite3.sqlite_version} is too old; dal needs 3.35 or newer"
+            )
+        tracked = connection_class(sqlite3.Connection, tracker, _sqlite_in_transaction)
+        connect_args = {
+            "factory": tracked,
+            "check_same_thread": False,  # pooled connections move between threads
+            "timeout": settings.pool_timeout,  # busy timeout while another writer holds the lock
+        }
+    else:
+        import psycopg2.extensions
+
+        tracked = connection_class(psycopg2.extensions.connection, tracker, _pg_in_transaction)
+        connect_args = {"connection_factory": tracked}
+    engine = create_engine(
+        settings.url,
+        poolclass=QueuePool,
+        pool_size=settings.pool_size,
+        max_overflow=-1 if settings.max_overflow is None else settings.max_overflow,
+        pool_timeout=settings.pool_timeout,
+        pool_recycle=-1 if settings.pool_recycle is None else int(settings.pool_recycle),
+        pool_pre_ping=settings.pool_pre_ping,
+        connect_args=connect_args,
+    )
+    event.listen(engine, "connect", counters.on_connect)
+    event.listen(engine, "invalidate", counters.on_invalidate)
+    if settings.backend == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    event.listen(engine, "after_execute", tracker.after_execute)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, record: Any) -> None:
+    # WAL lets readers run while a writer commits; foreign keys are off by default
+    # in SQLite; NORMAL sync is durable across application crashes under WAL.
+    cursor = dbapi_connection.cursor()
+    for pragma in ("journal_mode=WAL", "foreign_keys=ON", "synchronous=NORMAL"):
+        cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()
+
+
+def _sqlite_in_transaction(connection: Any) -> bool:
+    return bool(connection.in_transaction)
+
+
+def _pg_in_transaction(connection: Any) -> bool:
+    import psycopg2.extensions
+
+    return bool(connection.info.transaction_status != psycopg2.extensions.TRANSACTION_STATUS_IDLE)

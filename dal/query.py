@@ -1,0 +1,114 @@
+"""cached_query: cache a function's result per arguments; writes to its tables drop it."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable
+from functools import partial
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
+
+from sqlalchemy import Table
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.orm import Session
+
+from .database import Database
+from .errors import ConfigError
+from .frozen import freeze, thaw
+from .keys import ArgumentKey
+from .repository import _DEFAULT, CacheInfo
+
+__all__ = ["CachedQuery", "cached_query"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def cached_query(
+    db: Database,
+    *,
+    depends_on: Iterable[Any],
+    ttl: float | None = _DEFAULT,
+) -> Callable[[Callable[Concatenate[Session, P], R]], CachedQuery[P, R]]:
+    """Cache ``fn(session, *args)`` per arguments; a committed write to any table in
+    ``depends_on`` (models, Tables or table names) drops its results.
+
+    The function receives a Session first and callers omit it. It should only read.
+    """
+    tables = _table_names(db, depends_on)
+    if ttl is _DEFAULT:
+        ttl = db.settings.ttl
+    elif ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl <= 0):
+        raise ConfigError(f"cached_query ttl={ttl!r} must be a positive number or None")
+
+    def decorate(fn: Callable[Concatenate[Session, P], R]) -> CachedQuery[P, R]:
+        return CachedQuery(db, fn, tables, ttl)
+
+    return decorate
+
+
+class CachedQuery(Generic[P, R]):
+    """A cached function: call it as the original minus its Session argument."""
+
+    def __init__(
+        self,
+        db: Database,
+        fn: Callable[Concatenate[Session, P], R],
+        tables: frozenset[str],
+        ttl: float | None,
+    ) -> None:
+        self._db = db
+        self._fn = fn
+        self._store = db._store
+        self._key = ArgumentKey(fn, skip=1)
+        name = getattr(fn, "__qualname__", repr(fn))
+        self._ns = db._store.namespace(fn, name, tables, ttl)
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        key = (self._ns, self._key(args, kwargs))
+        if self._db._active.get() is not None:
+            session = self._db._writing_session()
+            if session is not None:  # see the session's own writes; cache nothing
+                return self._fn(session, *args, **kwargs)
+        stored = self._store.get_or_load(self._ns, key, partial(self._load, args, kwargs))
+        return thaw(stored)  # type: ignore[no-any-return]
+
+    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> None:
+        """Forget the result cached for these arguments."""
+        self._store.drop(self._ns, (self._ns, self._key(args, kwargs)))
+
+    def cache_clear(self) -> None:
+        """Forget every result of this function."""
+        self._store.drop(self._ns)
+
+    def cache_info(self) -> CacheInfo:
+        ns = self._ns
+        with self._store.lock:
+            return CacheInfo(ns.hits, ns.misses, self._store.max_entries, len(ns.keys))
+
+    def _load(self, args: Any, kwargs: Any) -> Any:
+        # Frozen inside the session, while ORM instances can still load attributes.
+        return self._db._read_in_session(lambda s: freeze(self._fn(s, *args, **kwargs)))
+
+    def __repr__(self) -> str:
+        return f"<cached_query {self._ns.name} on {sorted(self._ns.tables)}>"
+
+
+def _table_names(db: Database, depends_on: Iterable[Any]) -> frozenset[str]:
+    if isinstance(depends_on, (str, bytes)) or not isinstance(depends_on, Iterable):
+        raise ConfigError("depends_on takes a list of models, Tables or table names")
+    names = set()
+    for item in depends_on:
+        if isinstance(item, str):
+            names.add(item)
+            continue
+        table = item if isinstance(item, Table) else getattr(
+            sa_inspect(item, raiseerr=False), "local_table", None
+        )
+        if not isinstance(table, Table):
+            raise ConfigError(
+                f"depends_on: {item!r} is not a mapped model, a Table or a table name"
+            )
+        db._tracker.watch(table)
+        names.add(table.fullname)
+    return frozenset(names)

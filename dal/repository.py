@@ -1,0 +1,310 @@
+"""Repository[T]: cached reads of one model's rows and queries, and writes that keep them fresh."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from functools import partial
+from typing import Any, ClassVar, Generic, NamedTuple, TypeVar
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    and_,
+    bindparam,
+    delete,
+    insert,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.orm import Session
+
+from .cache import Namespace
+from .database import Database
+from .errors import ConfigError, InvalidArgument, NotFoundError, UnknownColumnError
+from .keys import PrimaryKey
+from .records import Record, RecordType, record_type
+
+__all__ = ["CacheInfo", "Repository"]
+
+T = TypeVar("T")
+
+#: Per-repository default meaning "the Database's ttl".
+_DEFAULT: Any = type("DefaultTTL", (), {"__repr__": lambda self: "DEFAULT"})()
+
+
+class CacheInfo(NamedTuple):
+    """Hit and size counters, in the shape ``functools.lru_cache`` uses."""
+
+    hits: int
+    misses: int
+    maxsize: int
+    currsize: int
+
+
+class _Parts:
+    """What every instance of one repository class on one Database shares."""
+
+    def __init__(self, db: Database, cls: type[Repository[Any]]) -> None:
+        model = getattr(cls, "model", None)
+        if model is None:
+            raise ConfigError(f"{cls.__qualname__} must set `model = <mapped class>`")
+        self.records: RecordType = record_type(model)
+        self.table = sa_inspect(model).local_table
+        self.columns = {f: c for f, c in zip(self.records.fields, self.records.columns)}
+        pk_columns = [self.records.columns[i] for i in self.records.pk_indexes]
+        self.pk = PrimaryKey(pk_columns)
+        self.pk_fields = [self.records.fields[i] for i in self.records.pk_indexes]
+        ttl = db.settings.ttl if cls.ttl is _DEFAULT else cls.ttl
+        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl <= 0):
+            raise ConfigError(f"{cls.__qualname__}.ttl={ttl!r} must be a positive number or None")
+        name, tables = cls.__qualname__, [self.table.fullname]
+        store = db._store
+        self.rows = store.namespace((cls, "rows"), f"{name}.get", tables, ttl, self.pk)
+        self.finds = store.namespace((cls, "finds"), f"{name}.find", tables, ttl)
+        db._tracker.watch(self.table)
+        selected = self.records.columns
+        self.select: Select[Any] = select(*selected)
+        self.by_pk = self.select.where(self._pk_equals())
+        self.by_pks = self.select.where(self._pk_column().in_(bindparam("pks", expanding=True)))
+
+    def _pk_column(self) -> ColumnElement[Any]:
+        columns = [self.columns[f] for f in self.pk_fields]
+        return columns[0] if len(columns) == 1 else tuple_(*columns)
+
+    def _pk_equals(self) -> ColumnElement[bool]:
+        return and_(*(self.columns[f] == bindparam(f"pk{i}") for i, f in enumerate(self.pk_fields)))
+
+    def pk_params(self, pk: Any) -> dict[str, Any]:
+        values = (pk,) if self.pk.width == 1 else pk
+        return {f"pk{i}": v for i, v in enumerate(values)}
+
+
+class Repository(Generic[T]):
+    """Reads and writes of one mapped model, through the Database's cache.
+
+    Subclass it with ``model = User`` (and optionally ``ttl = 60.0``); instances are
+    cheap, and every instance of one class on one Database shares its cache entries.
+    """
+
+    model: ClassVar[type[Any]]
+    #: Seconds an entry may be served; None for no age limit. Default: the Database's.
+    ttl: ClassVar[float | None] = _DEFAULT
+
+    def __init__(self, db: Database) -> None:
+        parts = db._parts.get(type(self))
+        if parts is None:
+            parts = db._parts.setdefault(type(self), _Parts(db, type(self)))
+        self._db = db
+        self._parts: _Parts = parts
+        store = db._store
+        # The hit path in get() reads these directly: a few dictionary operations.
+        self._store = store
+        self._lock = store.lock
+        self._data = store.data
+        self._clock = store.clock
+        self._rows: Namespace = parts.rows
+        self._pk_type = parts.pk.scalar_type
+        self._active = db._active
+        self._make = parts.records.make
+
+    # -- reads ----------------------------------------------------------------------
+
+    def get(self, pk: Any) -> Record | None:
+        """The row with primary key ``pk``, or None (an absent row is cached too)."""
+        if pk.__class__ is not self._pk_type:
+            pk = self._parts.pk(pk)
+        key = (self._rows, pk)
+        if self._active.get() is None:
+            # The hit path, the same steps as Store.lookup inlined for speed.
+            with self._lock:
+                try:
+                    value, expires = self._data[key]
+                except KeyError:
+                    pass
+                else:
+                    if expires is None or expires > self._clock():
+                        self._rows.hits += 1
+                        return value  # type: ignore[no-any-return]
+        else:
+            session = self._db._writing_session()
+            if session is not None:
+                return self._in_session(session, lambda s: s.get(self.model, pk))
+        return self._store.get_or_load(self._rows, key, partial(self._load_one, pk))  # type: ignore[no-any-return]
+
+    def get_many(self, pks: Iterable[Any]) -> dict[Hashable, Record]:
+        """``{pk: record}`` for the pks that have a row; one query for all the misses."""
+        normalized = list(dict.fromkeys(self._parts.pk(pk) for pk in pks))
+        session = self._db._writing_session()
+        if session is not None:
+            found = {pk: self._in_session(session, lambda s, pk=pk: s.get(self.model, pk)) for pk in normalized}
+            return {pk: rec for pk, rec in found.items() if rec is not None}
+        keys = [(self._rows, pk) for pk in normalized]
+        values = self._store.get_many_or_load(self._rows, keys, self._load_many)
+        return {key[1]: rec for key, rec in values.items() if rec is not None}
+
+    def find(
+        self,
+        *,
+        order_by: str | Sequence[str] | None = None,
+        limit: int | None = None,
+        **equals: Any,
+    ) -> list[Record]:
+        """Rows whose columns equal ``equals`` (None matches NULL), cached per arguments.
+
+        ``order_by`` names columns, ``"-name"`` for descending. Any committed write to
+        the table drops every cached result.
+        """
+        query = self._query(self._parts.select, equals, order_by, limit)
+        session = self._db._writing_session()
+        if session is not None:
+            orm_query = self._query(select(self.model), equals, order_by, limit)
+            return list(self._in_session(session, lambda s: s.scalars(orm_query).all()))
+        ordering = (order_by,) if isinstance(order_by, str) else tuple(order_by or ())
+        args = (tuple(sorted(equals.items())), ordering, limit)
+        try:
+            hash(args)
+        except TypeError:
+            raise self._unhashable(equals) from None
+        key = (self._parts.finds, args)
+        found = self._store.get_or_load(self._parts.finds, key, partial(self._load_query, query))
+        return list(found)
+
+    def find_one(self, **equals: Any) -> Record | None:
+        """The first matching row by primary key, or None."""
+        found = self.find(**equals, order_by=self._parts.pk_fields, limit=1)
+        return found[0] if found else None
+
+    def cache_info(self) -> CacheInfo:
+        """Hits, misses and entries of this repository's rows and finds."""
+        spaces = (self._parts.rows, self._parts.finds)
+        with self._lock:
+            return CacheInfo(
+                hits=sum(ns.hits for ns in spaces),
+                misses=sum(ns.misses for ns in spaces),
+                maxsize=self._store.max_entries,
+                currsize=sum(len(ns.keys) for ns in spaces),
+            )
+
+    # -- writes (each commits before it returns) -----------------------------------------
+
+    def add(self, instance: Any = None, /, **values: Any) -> Record:
+        """Insert a row from keyword values or a model instance; the stored row."""
+        if instance is not None:
+            if values:
+                raise InvalidArgument("add() takes a model instance or keyword values, not both")
+            if not isinstance(instance, self.model):
+                raise InvalidArgument(
+                    f"add() expected a {self.model.__name__} instance, not {type(instance).__name__}"
+                )
+            loaded = sa_inspect(instance).dict
+            values = {f: loaded[f] for f in self._parts.records.fields if f in loaded}
+        row_values = self._column_values(values, "add")
+        statement = insert(self._parts.table).values(row_values).returning(*self._parts.records.columns)
+        return self._make(self._db._write(lambda conn: conn.execute(statement).one()))
+
+    def update(self, pk: Any, **values: Any) -> Record:
+        """Set columns of the row ``pk``; the updated row. NotFoundError if there is none."""
+        pk = self._parts.pk(pk)
+        if not values:
+            raise InvalidArgument("update() needs at least one column value")
+        statement = (
+            update(self._parts.table)
+            .where(self._parts._pk_equals())
+            .values(self._column_values(values, "update"))
+            .returning(*self._parts.records.columns)
+        )
+        params = self._parts.pk_params(pk)
+        row = self._db._write(lambda conn: conn.execute(statement, params).first())
+        if row is None:
+            raise NotFoundError(f"{self.model.__name__} {pk!r} does not exist")
+        return self._make(row)
+
+    def delete(self, pk: Any) -> bool:
+        """Delete the row ``pk``; whether there was one."""
+        pk = self._parts.pk(pk)
+        statement = delete(self._parts.table).where(self._parts._pk_equals())
+        params = self._parts.pk_params(pk)
+        result = self._db._write(lambda conn: conn.execute(statement, params))
+        return bool(result.rowcount)
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _load_one(self, pk: Any) -> Record | None:
+        params = self._parts.pk_params(pk)
+        row = self._db._read(lambda conn: conn.execute(self._parts.by_pk, params).first())
+        return None if row is None else self._make(row)
+
+    def _load_many(self, keys: list[tuple[Namespace, Any]]) -> Mapping[tuple[Namespace, Any], Record]:
+        pks = [key[1] for key in keys]
+
+        def query(conn: Connection) -> list[Any]:
+            return list(conn.execute(self._parts.by_pks, {"pks": pks}))
+
+        indexes = self._parts.records.pk_indexes
+        rows = self._db._read(query)
+        records = {}
+        for row in rows:
+            pk = self._parts.pk.from_row(tuple(row[i] for i in indexes))
+            records[(self._rows, pk)] = self._make(row)
+        return records
+
+    def _load_query(self, query: Select[Any]) -> tuple[Record, ...]:
+        rows = self._db._read(lambda conn: conn.execute(query).all())
+        return tuple(self._make(row) for row in rows)
+
+    def _query(
+        self, base: Select[Any], equals: Mapping[str, Any], order_by: Any, limit: Any
+    ) -> Select[Any]:
+        columns = self._parts.columns
+        self._check_columns(equals, "find")
+        query = base.where(*(columns[f] == v for f, v in equals.items()))
+        names = [order_by] if isinstance(order_by, str) else list(order_by or ())
+        for name in names:
+            if not isinstance(name, str):
+                raise InvalidArgument(f"order_by takes column names, not {name!r}")
+            field = name.removeprefix("-")
+            self._check_columns({field: None}, "order_by")
+            query = query.order_by(columns[field].desc() if name.startswith("-") else columns[field])
+        if limit is not None:
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+                raise InvalidArgument(f"limit must be a non-negative integer or None, not {limit!r}")
+            query = query.limit(limit)
+        return query
+
+    def _in_session(self, session: Session, read: Any) -> Any:
+        found = read(session)
+        from_instance = self._parts.records.from_instance
+        if found is None:
+            return None
+        if isinstance(found, list):
+            return [from_instance(obj) for obj in found]
+        return from_instance(found)
+
+    def _check_columns(self, values: Mapping[str, Any], where: str) -> None:
+        unknown = [name for name in values if name not in self._parts.columns]
+        if unknown:
+            known = ", ".join(self._parts.records.fields)
+            raise UnknownColumnError(
+                f"{type(self).__qualname__}.{where}: {self.model.__name__} has no column "
+                f"{', '.join(map(repr, unknown))} (columns: {known})"
+            )
+
+    def _column_values(self, values: Mapping[str, Any], where: str) -> dict[Any, Any]:
+        self._check_columns(values, where)
+        return {self._parts.columns[f]: v for f, v in values.items()}
+
+    def _unhashable(self, equals: Mapping[str, Any]) -> Exception:
+        from .errors import UncacheableArgument
+
+        for name, value in equals.items():
+            try:
+                hash(value)
+            except TypeError:
+                return UncacheableArgument(
+                    f"{type(self).__qualname__}.find: filter {name!r} is an unhashable "
+                    f"{type(value).__name__}; filters compare for equality with one value"
+                )
+        return UncacheableArgument(f"{type(self).__qualname__}.find: arguments cannot form a key")
