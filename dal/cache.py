@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
+from collections import OrderedDict
 from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
+from time import monotonic  # read at call time: freezegun replaces this global
 from typing import Any
 
 from cachetools import LRUCache
 
 from .errors import UncacheableArgument
 from .keys import PrimaryKey
+from .statements import NEW_ROWS
 
-__all__ = ["MISSING", "Changes", "Namespace", "Store", "monotonic"]
+__all__ = ["MISSING", "Changes", "Namespace", "Store"]
 
 #: Returned by lookups that found nothing: ``None`` is a value the cache holds.
 MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING"})()
@@ -29,11 +31,6 @@ MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING"})()
 Changes = Mapping[str, Collection[tuple[Any, ...]] | None]
 
 Key = tuple[Any, Hashable]
-
-
-def monotonic() -> float:
-    """The cache clock, read at call time (so ``freezegun`` can move it)."""
-    return time.monotonic()
 
 
 class Namespace:
@@ -113,6 +110,35 @@ class _LRU(LRUCache[Key, tuple[Any, float | None]]):
         return key, value
 
 
+class _Entries:
+    """Stand-in for cachetools' entry dict if its internals ever change: slower, same result."""
+
+    def __init__(self, lru: _LRU) -> None:
+        self._lru = lru
+
+    def get(self, key: Key) -> tuple[Any, float | None] | None:
+        return self._lru.get(key)  # LRUCache.get refreshes recency itself
+
+
+class _Order:
+    def move_to_end(self, key: Key) -> None:
+        pass
+
+
+def _internals(lru: _LRU) -> tuple[Any, Any]:
+    """cachetools' own entry dict and recency order, for the hit path.
+
+    A hit then costs one dict lookup and one ``move_to_end`` (what
+    ``LRUCache.__getitem__`` does, minus two Python frames); inserts, evictions
+    and size accounting still go through cachetools.
+    """
+    entries = getattr(lru, "_Cache__data", None)
+    order = getattr(lru, "_LRUCache__order", None)
+    if isinstance(entries, dict) and isinstance(order, OrderedDict):
+        return entries, order
+    return _Entries(lru), _Order()
+
+
 def _sizeof(entry: tuple[Any, float | None]) -> int:
     """Approximate bytes of one entry: the value and its direct members."""
     value = entry[0]
@@ -127,15 +153,11 @@ def _sizeof(entry: tuple[Any, float | None]) -> int:
 class Store:
     """All cached entries of one ``Database``."""
 
-    def __init__(
-        self,
-        max_entries: int,
-        max_bytes: int | None = None,
-        clock: Callable[[], float] = monotonic,
-    ) -> None:
+    def __init__(self, max_entries: int, max_bytes: int | None = None) -> None:
         self.lock = threading.Lock()
         self.data = _LRU(max_entries, max_bytes, self._evicted)
-        self.clock = clock
+        #: Read-only views for the hit path; see ``_internals``.
+        self.entries, self.order = _internals(self.data)
         self.max_entries = max_entries
         self._inflight: dict[Key, Flight] = {}
         self._namespaces: dict[Hashable, Namespace] = {}
@@ -175,16 +197,9 @@ class Store:
     def lookup(self, ns: Namespace, key: Key) -> Any:
         """The cached value for ``key``, or ``MISSING``; counts a hit."""
         with self.lock:
-            try:
-                value, expires = self.data[key]
-            except KeyError:
-                return MISSING
-            except TypeError:
-                raise UncacheableArgument(f"{ns.name}: {key[1]!r} cannot be a cache key") from None
-            if expires is not None and expires <= self.clock():
-                self._expire(key)
-                return MISSING
-            ns.hits += 1
+            value = self._find(key)
+            if value is not MISSING:
+                ns.hits += 1
             return value
 
     def get_or_load(self, ns: Namespace, key: Key, load: Callable[[], Any]) -> Any:
@@ -239,15 +254,16 @@ class Store:
     def _find(self, key: Key) -> Any:
         """Lookup with the lock held: the live value or ``MISSING``."""
         try:
-            value, expires = self.data[key]
-        except KeyError:
-            return MISSING
+            entry = self.entries.get(key)
         except TypeError:
             raise UncacheableArgument(f"{key[1]!r} cannot be a cache key") from None
-        if expires is not None and expires <= self.clock():
+        if entry is None:
+            return MISSING
+        if entry[1] is not None and entry[1] <= monotonic():
             self._expire(key)
             return MISSING
-        return value
+        self.order.move_to_end(key)
+        return entry[0]
 
     def _run(self, flights: list[Flight], load: Callable[[], Mapping[Key, Any]]) -> None:
         """Run one load for ``flights``, store what is still leased, wake waiters."""
@@ -265,8 +281,7 @@ class Store:
             raise
         with self.lock:
             ns.loads += 1
-            now = self.clock()
-            expires = None if ns.ttl is None else now + ns.ttl
+            expires = None if ns.ttl is None else monotonic() + ns.ttl
             for flight in flights:
                 flight.value = values.get(flight.key)
                 self._fill(flight, expires)
@@ -304,9 +319,11 @@ class Store:
                     keys = None if pks is None or ns.pk is None else _row_keys(ns, pks)
                     if keys is None:
                         self._drop_namespace(ns)
-                    else:
-                        for key in keys:
-                            self._drop(key)
+                        continue
+                    for key in keys:
+                        self._drop(key)
+                    if NEW_ROWS in pks:  # type: ignore[operator]
+                        self._drop_absences(ns)
 
     def drop(self, ns: Namespace, key: Key | None = None) -> None:
         """Forget one key of ``ns``, or all of it (and revoke their leases)."""
@@ -355,6 +372,13 @@ class Store:
         for key in [k for k, f in self._inflight.items() if f.ns is ns]:
             del self._inflight[key]
 
+    def _drop_absences(self, ns: Namespace) -> None:
+        """Rows of unknown keys appeared: drop cached absences, revoke loads in flight."""
+        for key in [k for k in ns.keys if self.data[k][0] is None]:
+            self._drop(key)
+        for key in [k for k, f in self._inflight.items() if f.ns is ns]:
+            del self._inflight[key]
+
     def _expire(self, key: Key) -> None:
         del self.data[key]
         key[0].keys.discard(key)
@@ -389,6 +413,6 @@ def _row_keys(ns: Namespace, pks: Collection[tuple[Any, ...]]) -> list[Key] | No
     """Keys of written rows in a row namespace, or ``None`` if a pk is unusable."""
     assert ns.pk is not None
     try:
-        return [(ns, ns.pk.from_row(pk)) for pk in pks]
+        return [(ns, ns.pk.from_row(pk)) for pk in pks if pk != NEW_ROWS]
     except (UncacheableArgument, IndexError):
         return None

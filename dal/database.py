@@ -57,7 +57,7 @@ class Database:
         self._pool_counters = engines.PoolCounters()
         self._engine = engines.create(self.settings, self._tracker, self._pool_counters)
         # Reads run in autocommit: one round trip, no BEGIN/ROLLBACK around them.
-        self._read_engine = self._engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._read_mode = engines.read_mode(self.settings)
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
         #: The innermost ``session()`` of the running context, whose writes reads must see.
         self._active: ContextVar[Session | None] = ContextVar(f"dal_session_{id(self)}", default=None)
@@ -162,14 +162,16 @@ class Database:
         self._check_open()
         with self._boundary():
             try:
-                with self._read_engine.connect() as conn:
-                    return query(conn)
+                return self._read_once(query)
             except DBAPIError as exc:
                 if not exc.connection_invalidated:
                     raise
             self._pool_counters.retries += 1
-            with self._read_engine.connect() as conn:
-                return query(conn)
+            return self._read_once(query)
+
+    def _read_once(self, query: Callable[[Connection], T]) -> T:
+        with self._engine.connect() as conn, self._read_mode(conn.connection.dbapi_connection):
+            return query(conn)
 
     def _read_in_session(self, query: Callable[[Session], T]) -> T:
         """``_read`` for code that wants an ORM session."""

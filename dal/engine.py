@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from typing import Any, ContextManager
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.pool import QueuePool
@@ -12,7 +14,7 @@ from .config import Settings
 from .errors import ConfigError
 from .invalidation import Tracker, connection_class
 
-__all__ = ["PoolCounters", "create"]
+__all__ = ["PoolCounters", "create", "read_mode"]
 
 #: RETURNING, which repository writes use to read the row in the same round trip.
 _MIN_SQLITE = (3, 35)
@@ -87,3 +89,29 @@ def _pg_in_transaction(connection: Any) -> bool:
     import psycopg2.extensions
 
     return bool(connection.info.transaction_status != psycopg2.extensions.TRANSACTION_STATUS_IDLE)
+
+
+def read_mode(settings: Settings) -> Callable[[Any], ContextManager[None]]:
+    """How to run one read on a pooled DBAPI connection in a single round trip.
+
+    psycopg2 sends BEGIN before the first statement and the pool sends ROLLBACK on
+    return; its client-side ``autocommit`` flag avoids both. (SQLAlchemy's
+    AUTOCOMMIT isolation level would cost a ``SET default_transaction_isolation``
+    on every return instead.) pysqlite never begins a transaction for a SELECT.
+    """
+    return _pg_autocommit if settings.backend == "postgresql" else _no_change
+
+
+def _no_change(dbapi_connection: Any) -> ContextManager[None]:
+    return nullcontext()
+
+
+@contextmanager
+def _pg_autocommit(dbapi_connection: Any) -> Iterator[None]:
+    dbapi_connection.autocommit = True
+    try:
+        yield
+    finally:
+        # A connection dropped by the read is already closed and discarded.
+        if not dbapi_connection.closed:
+            dbapi_connection.autocommit = False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from functools import partial
+from time import monotonic  # read at call time: freezegun replaces this global
 from typing import Any, ClassVar, Generic, NamedTuple, TypeVar
 
 from sqlalchemy import (
@@ -103,8 +104,8 @@ class Repository(Generic[T]):
         # The hit path in get() reads these directly: a few dictionary operations.
         self._store = store
         self._lock = store.lock
-        self._data = store.data
-        self._clock = store.clock
+        self._entries = store.entries
+        self._order = store.order
         self._rows: Namespace = parts.rows
         self._pk_type = parts.pk.scalar_type
         self._active = db._active
@@ -116,18 +117,16 @@ class Repository(Generic[T]):
         """The row with primary key ``pk``, or None (an absent row is cached too)."""
         if pk.__class__ is not self._pk_type:
             pk = self._parts.pk(pk)
-        key = (self._rows, pk)
+        rows = self._rows
+        key = (rows, pk)
         if self._active.get() is None:
-            # The hit path, the same steps as Store.lookup inlined for speed.
+            # The hit path: Store._find's steps, inlined because it is the hot one.
             with self._lock:
-                try:
-                    value, expires = self._data[key]
-                except KeyError:
-                    pass
-                else:
-                    if expires is None or expires > self._clock():
-                        self._rows.hits += 1
-                        return value  # type: ignore[no-any-return]
+                entry = self._entries.get(key)
+                if entry is not None and (entry[1] is None or entry[1] > monotonic()):
+                    self._order.move_to_end(key)
+                    rows.hits += 1
+                    return entry[0]  # type: ignore[no-any-return]
         else:
             session = self._db._writing_session()
             if session is not None:

@@ -29,10 +29,24 @@ from sqlalchemy.sql.elements import (
     TextClause,
 )
 
-__all__ = ["ALL", "Write", "writes_of"]
+__all__ = ["ALL", "NEW_ROWS", "Write", "writes_of"]
 
 #: Table name standing for "every table": a write whose targets are unknown.
 ALL = "*"
+
+
+class _NewRows:
+    def __repr__(self) -> str:
+        return "NEW_ROWS"
+
+    def __reduce__(self) -> str:
+        return "NEW_ROWS_MARK"
+
+
+NEW_ROWS_MARK = _NewRows()
+#: Stands among primary keys for "rows were inserted whose keys are not known": an
+#: insert can only make absences and queries stale, never a cached row.
+NEW_ROWS: tuple[Any, ...] = (NEW_ROWS_MARK,)
 
 #: (table name, primary-key tuples or None for any row, "insert"/"update"/"delete"/"other")
 Write = tuple[str, "set[tuple[Any, ...]] | None", str]
@@ -178,10 +192,11 @@ def _evaluate(
 
 
 def _inserted(statement: Insert, table: Any, result: Any) -> set[tuple[Any, ...]] | None:
-    # INSERT ... SELECT and upserts (whose driver-reported key may be another row's)
-    # are table-wide.
-    if statement.select is not None or getattr(statement, "_post_values_clause", None) is not None:
+    # An upsert may change an existing row (and SQLite reports no key for it).
+    if getattr(statement, "_post_values_clause", None) is not None:
         return None
+    if statement.select is not None:
+        return {NEW_ROWS}
     if isinstance(result, CursorResult):
         try:
             rows = result.inserted_primary_key_rows
@@ -194,5 +209,5 @@ def _inserted(statement: Insert, table: Any, result: Any) -> set[tuple[Any, ...]
     params = getattr(context, "compiled_parameters", None) or []
     keys = [c.key for c in table.primary_key.columns] if isinstance(table, Table) else []
     if not keys or not params or any(p.get(k) is None for p in params for k in keys):
-        return None
+        return {NEW_ROWS}
     return {tuple(p[k] for k in keys) for p in params}

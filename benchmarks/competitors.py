@@ -1,0 +1,431 @@
+"""The competitors: each a way of reading (and writing) the benchmark's rows.
+
+They share one small interface, so a workload never knows which one it drives:
+``read(key)``, ``read_many(keys)``, ``write(key, version)``, ``reset()`` (start over
+with an empty cache), ``prime(keys)``, ``warm()``, ``close()``, and the counters
+``queries`` (statements sent to the database) and ``misses`` (reads the cache did
+not answer). ``read`` and friends are plain attributes bound to the library's own
+callable, so the timing loop calls into every library through the same one call.
+
+Every competitor but dal reads through the same SQLAlchemy Core statement on the
+run's pooled engine and writes with a Core UPDATE on it; dal reads and writes
+through its repository on its own ``Database``.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from abc import ABC
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, ClassVar
+
+import cachetools
+from sqlalchemy import Engine, Row, bindparam, select, update
+from sqlalchemy.orm import Session
+
+from .data import Item, item_table
+from .engines import QueryCounter, make_engine
+from .env import Env
+
+__all__ = ["COMPETITORS", "Competitor", "Unavailable", "create"]
+
+Read = Callable[[int], Any]
+ReadMany = Callable[[Sequence[int]], Mapping[int, Any]]
+Write = Callable[[int, int], None]
+
+
+class Unavailable(Exception):
+    """A competitor's library is not installed (or does not import)."""
+
+
+class Tally:
+    """A counter that threads can bump without losing counts (used on miss paths only)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.value = 0
+
+    def counting(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """``fn``, counting its calls."""
+
+        @functools.wraps(fn)
+        def counted(*args: Any) -> Any:
+            self.add(1)
+            return fn(*args)
+
+        return counted
+
+    def add(self, n: int) -> None:
+        with self._lock:
+            self.value += n
+
+
+# --- the Core statements every baseline shares ---------------------------------------
+
+
+@functools.cache
+def _statements() -> tuple[Any, Any, Any]:
+    table = item_table()
+    by_key = select(table).where(table.c.id == bindparam("key"))
+    by_keys = select(table).where(table.c.id.in_(bindparam("keys", expanding=True)))
+    set_version = (
+        update(table).where(table.c.id == bindparam("key")).values(version=bindparam("new"))
+    )
+    return by_key, by_keys, set_version
+
+
+def core_read(engine: Engine) -> Read:
+    """A pooled Core SELECT by primary key: what a cache's loader runs on a miss."""
+    by_key = _statements()[0]
+
+    def load(key: int) -> Row[Any] | None:
+        with engine.connect() as conn:
+            return conn.execute(by_key, {"key": key}).first()
+
+    return load
+
+
+def core_read_many(engine: Engine) -> Callable[[Sequence[int]], dict[int, Row[Any]]]:
+    """One pooled Core SELECT ... WHERE id IN (...) for a batch of keys."""
+    by_keys = _statements()[1]
+
+    def load_many(keys: Sequence[int]) -> dict[int, Row[Any]]:
+        with engine.connect() as conn:
+            return {row.id: row for row in conn.execute(by_keys, {"keys": list(keys)})}
+
+    return load_many
+
+
+def core_write(engine: Engine) -> Write:
+    """A Core UPDATE of the row's version in its own transaction."""
+    set_version = _statements()[2]
+
+    def write(key: int, version: int) -> None:
+        with engine.begin() as conn:
+            conn.execute(set_version, {"key": key, "new": version})
+
+    return write
+
+
+def _unsupported(*args: Any) -> Any:
+    raise NotImplementedError("this competitor does not do that")
+
+
+# --- the interface ------------------------------------------------------------------
+
+
+class Competitor(ABC):
+    """One way of serving reads; see the module docstring for the interface."""
+
+    name: ClassVar[str]
+    label: ClassVar[str]
+    #: Whether reads go through a cache (a hit ratio means something).
+    caches: ClassVar[bool] = True
+    #: Whether ``read_many`` is one query for all the misses, not a loop of reads.
+    batches: ClassVar[bool] = False
+
+    read: Read
+    read_many: ReadMany
+    write: Write
+
+    def __init__(self, env: Env) -> None:
+        self.env = env
+        self.read = self.read_many = self.write = _unsupported
+        self._loads = Tally()
+
+    @classmethod
+    def check_available(cls) -> None:
+        """Raise ``Unavailable`` if the library cannot be used here."""
+
+    def reset(self) -> None:
+        """Start over with an empty cache; called before every measured run."""
+
+    def prime(self, keys: Iterable[int]) -> None:
+        """Get ``keys`` into the cache."""
+        for key in keys:
+            self.read(key)
+
+    def warm(self) -> None:
+        """Open pooled connections and compile statements, on keys no workload reads."""
+        warm = self.env.keys.warm
+        for key in warm:
+            self.read(key)
+        if self.batches:
+            self.read_many(warm)
+
+    @property
+    def queries(self) -> int:
+        """Statements this competitor's engine has sent (read it before and after)."""
+        return self.env.counter.count
+
+    @property
+    def misses(self) -> int:
+        """Reads its cache did not answer, so far (read it before and after)."""
+        return self._loads.value
+
+    def close(self) -> None:
+        """Release what ``reset`` made."""
+
+
+class NoCacheORM(Competitor):
+    name = "orm"
+    label = "no cache: ORM Session.get, a session per read"
+    caches = False
+    batches = True
+
+    def __init__(self, env: Env) -> None:
+        super().__init__(env)
+        engine = env.engine
+
+        def read(key: int) -> Item | None:
+            with Session(engine) as session:
+                return session.get(Item, key)
+
+        def read_many(keys: Sequence[int]) -> dict[int, Item]:
+            with Session(engine) as session:
+                items = session.scalars(select(Item).where(Item.id.in_(keys)))
+                return {item.id: item for item in items}
+
+        self.read, self.read_many, self.write = read, read_many, core_write(engine)
+
+
+class NoCacheCore(Competitor):
+    name = "core"
+    label = "no cache: Core select over the pool"
+    caches = False
+    batches = True
+
+    def __init__(self, env: Env) -> None:
+        super().__init__(env)
+        self.engine = self._engine()
+        self.read = core_read(self.engine)
+        self.read_many = core_read_many(self.engine)
+        self.write = core_write(self.engine)
+
+    def _engine(self) -> Engine:
+        return self.env.engine
+
+
+class NoCacheNullPool(NoCacheCore):
+    name = "core-nullpool"
+    label = "no cache: Core select, NullPool (a connection per query)"
+
+    def _engine(self) -> Engine:
+        engine = make_engine(self.env.url, null_pool=True)
+        self._counter = QueryCounter(engine)
+        return engine
+
+    @property
+    def queries(self) -> int:
+        return self._counter.count
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+class LockedLRUFloor(Competitor):
+    name = "lru-floor"
+    label = "floor: bare LRUCache lookup under a threading.Lock, rows preloaded"
+
+    def reset(self) -> None:
+        self._fill(self.env.config.cache_size, ())
+
+    def prime(self, keys: Iterable[int]) -> None:
+        wanted = sorted(set(keys))
+        self._fill(max(self.env.config.cache_size, len(wanted)), wanted)
+
+    def warm(self) -> None:
+        """Nothing to warm: the floor never touches the database."""
+
+    def _fill(self, size: int, keys: Sequence[int]) -> None:
+        cache: cachetools.LRUCache[int, Any] = cachetools.LRUCache(size)
+        lock = threading.Lock()
+        load_many = core_read_many(self.env.engine)
+        for start in range(0, len(keys), 500):
+            cache.update(load_many(keys[start : start + 500]))
+
+        def read(key: int) -> Any:
+            with lock:
+                return cache[key]
+
+        self.read = read
+
+
+class CachetoolsCached(Competitor):
+    name = "cachetools"
+    label = "cachetools.cached(LRUCache, lock=Lock()), no invalidation"
+
+    def reset(self) -> None:
+        engine = self.env.engine
+        cache: cachetools.LRUCache[Any, Any] = cachetools.LRUCache(self.env.config.cache_size)
+        load = self._loads.counting(core_read(engine))
+        self.read = cachetools.cached(cache, lock=threading.Lock())(load)
+        self.write = core_write(engine)
+
+
+class _MethodLoader:
+    """``cachetools.cachedmethod``'s shape: the cache and lock live on the instance."""
+
+    def __init__(self, load: Read, size: int) -> None:
+        self.cache: cachetools.LRUCache[Any, Any] = cachetools.LRUCache(size)
+        self.lock = threading.Lock()
+        self._load = load
+
+    @cachetools.cachedmethod(lambda self: self.cache, lock=lambda self: self.lock)
+    def get(self, key: int) -> Any:
+        return self._load(key)
+
+
+class CachetoolsMethod(Competitor):
+    name = "cachedmethod"
+    label = "cachetools.cachedmethod(LRUCache, lock=Lock()), no invalidation"
+
+    def reset(self) -> None:
+        load = self._loads.counting(core_read(self.env.engine))
+        self.read = _MethodLoader(load, self.env.config.cache_size).get
+        self.write = core_write(self.env.engine)
+
+
+class _LockedLRU:
+    """An LRUCache under a lock: dogpile's memory backend takes none, and threads share it."""
+
+    def __init__(self, size: int) -> None:
+        self._cache: cachetools.LRUCache[Any, Any] = cachetools.LRUCache(size)
+        self._lock = threading.Lock()
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        with self._lock:
+            return self._cache.get(key, default)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        with self._lock:
+            self._cache[key] = value
+
+    def pop(self, key: Any, default: Any = None) -> Any:
+        with self._lock:
+            return self._cache.pop(key, default)
+
+
+class Dogpile(Competitor):
+    name = "dogpile"
+    label = "dogpile.cache memory region (LRU-bounded), invalidate() after each write"
+    batches = True
+
+    @classmethod
+    def check_available(cls) -> None:
+        try:
+            import dogpile.cache  # noqa: F401
+        except ImportError as exc:
+            raise Unavailable(f"dogpile.cache is not installed ({exc})") from exc
+
+    def reset(self) -> None:
+        from dogpile.cache import make_region
+
+        engine = self.env.engine
+        region = make_region().configure(
+            "dogpile.cache.memory",
+            arguments={"cache_dict": _LockedLRU(self.env.config.cache_size)},
+        )
+        load = self._loads.counting(core_read(engine))
+        load_many = core_read_many(engine)
+        loads = self._loads
+
+        @region.cache_on_arguments()
+        def get(key: int) -> Any:
+            return load(key)
+
+        @region.cache_multi_on_arguments(asdict=True)
+        def get_many(*keys: int) -> dict[int, Any]:
+            loads.add(len(keys))  # dogpile asks only for the keys it misses
+            rows = load_many(keys)
+            return {key: rows.get(key) for key in keys}
+
+        write_row = core_write(engine)
+
+        def write(key: int, version: int) -> None:
+            write_row(key, version)
+            get.invalidate(key)  # after the commit: the usual way to keep dogpile fresh
+
+        self.read = get
+        self.read_many = lambda keys: get_many(*keys)
+        self.write = write
+
+
+class Dal(Competitor):
+    name = "dal"
+    label = "dal repository get / get_many / update"
+    batches = True
+
+    def __init__(self, env: Env) -> None:
+        super().__init__(env)
+        self._db: Any = None
+        self._counter: QueryCounter | None = None
+
+    @classmethod
+    def check_available(cls) -> None:
+        try:
+            _repository_class()
+        except ImportError as exc:
+            raise Unavailable(f"dal does not import ({exc})") from exc
+
+    def reset(self) -> None:
+        import dal
+
+        # A new Database: a new, empty cache and zeroed counters, nothing carried over.
+        self.close()
+        self._db = dal.Database(self.env.url, cache_size=self.env.config.cache_size)
+        self._counter = QueryCounter(self._db.engine)
+        repository = _repository_class()(self._db)
+        self.read = repository.get
+        self.read_many = repository.get_many
+
+        def write(key: int, version: int) -> None:
+            repository.update(key, version=version)
+
+        self.write = write
+
+    @property
+    def queries(self) -> int:
+        return 0 if self._counter is None else self._counter.count
+
+    @property
+    def misses(self) -> int:
+        return 0 if self._db is None else int(self._db.stats()["cache"]["misses"])
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = self._counter = None
+
+
+@functools.cache
+def _repository_class() -> type[Any]:
+    import dal
+
+    class Items(dal.Repository[Item]):  # type: ignore[misc,name-defined,unused-ignore]
+        model = Item
+
+    return Items
+
+
+COMPETITORS: dict[str, type[Competitor]] = {
+    cls.name: cls
+    for cls in (
+        LockedLRUFloor,
+        Dal,
+        CachetoolsCached,
+        CachetoolsMethod,
+        Dogpile,
+        NoCacheCore,
+        NoCacheORM,
+        NoCacheNullPool,
+    )
+}
+
+
+def create(name: str, env: Env) -> Competitor:
+    """A competitor by name; ``Unavailable`` if its library is missing."""
+    cls = COMPETITORS[name]
+    cls.check_available()
+    return cls(env)

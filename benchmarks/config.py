@@ -1,0 +1,96 @@
+"""The run's settings: what the command line asked for, and the sizes derived from it."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+__all__ = ["DEFAULTS", "QUICK", "Config"]
+
+#: Defaults of a full run: about a minute on two cores with the embedded SQLite file.
+DEFAULTS = {
+    "rows": 100_000,
+    "requests": 200_000,
+    "threads": (1, 8),
+    "zipf": 1.1,
+    "cache_size": 10_000,
+    "repeat": 3,
+    "seed": 1,
+}
+
+#: ``--quick``: the same run scaled down to seconds, for tests.
+QUICK = {**DEFAULTS, "rows": 2_000, "requests": 4_000, "threads": (1, 4), "cache_size": 200}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Config:
+    """Everything one run was configured with; the derived sizes are properties."""
+
+    url: str
+    workloads: tuple[str, ...]
+    quick: bool = False
+    seed: int = 1
+    rows: int = 100_000
+    requests: int = 200_000
+    threads: tuple[int, ...] = (1, 8)
+    zipf: float = 1.1
+    cache_size: int = 10_000
+    repeat: int = 3
+    json_path: Path | None = None
+    plot_path: Path | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("rows", "requests", "cache_size", "repeat"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.rows < 100:
+            raise ValueError(f"--rows {self.rows} is too few: the workloads need at least 100")
+        if not self.threads or min(self.threads) < 1:
+            raise ValueError(f"--threads {self.threads} must be positive thread counts")
+        if self.zipf <= 0:
+            raise ValueError(f"--zipf {self.zipf} must be greater than 0")
+
+    @property
+    def hot_keys(self) -> int:
+        """Keys the ``hit`` workload cycles over: all fit in the cache."""
+        return max(1, min(1_000, self.cache_size // 2, self.rows // 4))
+
+    @property
+    def hit_requests(self) -> int:
+        return max(1_000, self.requests // 2)
+
+    @property
+    def miss_keys(self) -> int:
+        """Cold keys each ``miss`` run reads once (a multiple of ``batch_size``)."""
+        keys = min(2_000, self.rows // 4, max(self.requests // 20, self.batch_size))
+        return max(self.batch_size, keys - keys % self.batch_size)
+
+    @property
+    def batch_size(self) -> int:
+        """Keys per ``get_many`` call in the ``miss`` workload."""
+        return 50
+
+    @property
+    def mixed_requests(self) -> int:
+        return max(1_000, self.requests // 10)
+
+    @property
+    def uncached_requests(self) -> int:
+        """Requests a no-cache competitor serves in ``zipf``: a prefix of the sequence.
+
+        Without a cache every request costs the same, so a prefix measures the same
+        rate in a fraction of the time.
+        """
+        return min(self.requests, 10_000)
+
+    @property
+    def pool_requests(self) -> int:
+        return min(self.requests, 1_000)
+
+    @property
+    def stampede_threads(self) -> int:
+        return 64
+
+    @property
+    def max_threads(self) -> int:
+        return max(self.threads)
