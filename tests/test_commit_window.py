@@ -1,0 +1,162 @@
+"""Promise 1 and 2 at the edges of a commit: reads while COMMIT is in flight, and
+loads whose lease a commit revokes. Interleavings are forced with events."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from sqlalchemy import event, select, update
+
+import dal
+from tests.models import User
+from tests.waiting import wait_until
+
+
+class Users(dal.Repository[User]):
+    model = User
+
+
+def _run(target: Any) -> tuple[threading.Thread, list[Any]]:
+    results: list[Any] = []
+    thread = threading.Thread(target=lambda: results.append(target()), daemon=True)
+    thread.start()
+    return thread, results
+
+
+def _hold_commit(db: dal.Database) -> tuple[threading.Event, threading.Event]:
+    """Pause every COMMIT between SQLAlchemy's commit event and the COMMIT itself."""
+    in_commit, release = threading.Event(), threading.Event()
+
+    def hold(conn: Any) -> None:
+        in_commit.set()
+        assert release.wait(10)
+
+    event.listen(db.engine, "commit", hold)
+    return in_commit, release
+
+
+def _core_update(db: dal.Database, pk: int, name: str) -> None:
+    with db.engine.begin() as conn:
+        conn.execute(update(User).where(User.id == pk).values(name=name))
+
+
+def _orm_update(db: dal.Database, pk: int, name: str) -> None:
+    with db.session() as session:
+        user = session.get(User, pk)
+        assert user is not None
+        user.name = name
+
+
+@pytest.mark.parametrize("write", [_core_update, _orm_update], ids=["core", "orm"])
+def test_a_fill_while_commit_is_in_flight_does_not_outlive_the_commit(db, write) -> None:
+    # ConnectionEvents.commit fires before COMMIT is sent. An implementation that
+    # invalidated there would let this reader store the old row after the
+    # invalidation and keep serving it: the last assertion catches that.
+    users = Users(db)
+    pk = users.add(email="a@example.com", name="old").id
+    in_commit, release = _hold_commit(db)
+    writer, _ = _run(lambda: write(db, pk, "new"))
+    assert in_commit.wait(10)
+
+    # The write is not committed: the reader loads the old row and caches it.
+    assert users.get(pk).name == "old"
+    assert users.get(pk).name == "old"
+    assert db.stats()["cache"]["loads"] == 1  # the second read was a hit
+
+    release.set()
+    writer.join(10)
+    assert not writer.is_alive()
+    # The writer has returned: its commit is visible to every later read.
+    assert users.get(pk).name == "new"
+
+
+def test_a_load_that_read_before_the_commit_is_not_stored(db) -> None:
+    users = Users(db)
+    pk = users.add(email="a@example.com", name="old").id
+    loaded, proceed = threading.Event(), threading.Event()
+
+    @dal.cached_query(db, depends_on=[User])
+    def name_of(session: Any, user_id: int) -> str:
+        name = session.scalar(select(User.name).where(User.id == user_id))
+        if not proceed.is_set():
+            loaded.set()
+            assert proceed.wait(10)
+        return str(name)
+
+    reader, results = _run(lambda: name_of(pk))
+    assert loaded.wait(10)
+    users.update(pk, name="new")  # commits while the load holds the old name
+    proceed.set()
+    reader.join(10)
+
+    assert results == ["old"]  # the concurrent read may see the old row ...
+    cache = db.stats()["cache"]
+    assert cache["stale_fills_prevented"] == 1  # ... but did not store it
+    assert name_of(pk) == "new"
+
+
+def test_a_repository_load_that_read_before_the_commit_is_not_stored(db) -> None:
+    users = Users(db)
+    pk = users.add(email="a@example.com", name="old").id
+    loaded, proceed = threading.Event(), threading.Event()
+    reader_thread: list[threading.Thread] = []
+
+    def after_select(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if reader_thread and threading.current_thread() is reader_thread[0]:
+            loaded.set()
+            assert proceed.wait(10)
+
+    event.listen(db.engine, "after_cursor_execute", after_select)
+    reader, results = _run(lambda: users.get(pk))
+    reader_thread.append(reader)
+    assert loaded.wait(10)
+    users.update(pk, name="new")
+    proceed.set()
+    reader.join(10)
+
+    assert [r.name for r in results] == ["old"]
+    assert db.stats()["cache"]["stale_fills_prevented"] == 1
+    assert users.get(pk).name == "new"
+
+
+def test_a_read_after_the_commit_does_not_join_a_load_from_before_it(db) -> None:
+    # The revoked load is still running; a read that starts after the write
+    # returned must run its own query instead of waiting for the old result.
+    users = Users(db)
+    pk = users.add(email="a@example.com", name="old").id
+    loaded, proceed = threading.Event(), threading.Event()
+    slow_thread: list[threading.Thread] = []
+
+    def after_select(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if slow_thread and threading.current_thread() is slow_thread[0]:
+            loaded.set()
+            assert proceed.wait(10)
+
+    event.listen(db.engine, "after_cursor_execute", after_select)
+    slow, slow_results = _run(lambda: users.get(pk))
+    slow_thread.append(slow)
+    assert loaded.wait(10)
+    users.update(pk, name="new")
+
+    assert users.get(pk).name == "new"  # returned while the old load is still held
+    proceed.set()
+    slow.join(10)
+    assert slow_results[0].name == "old"
+    assert users.get(pk).name == "new"  # the old load did not overwrite the new entry
+
+
+def test_a_rolled_back_write_while_a_reader_fills_leaves_the_committed_row(db) -> None:
+    users = Users(db)
+    pk = users.add(email="a@example.com", name="old").id
+    with pytest.raises(RuntimeError), db.session() as session:
+        session.execute(update(User).where(User.id == pk).values(name="uncommitted"))
+        session.flush()
+        # Another thread reads meanwhile: it must see (and cache) the committed row.
+        _, results = _run(lambda: users.get(pk))
+        wait_until(lambda: bool(results))
+        assert results[0].name == "old"
+        raise RuntimeError("roll back")
+    assert users.get(pk).name == "old"
+    assert db.stats()["cache"]["loads"] == 1  # still the entry the reader stored
