@@ -18,7 +18,7 @@ from typing import Any
 
 from cachetools import LRUCache
 
-from .errors import UncacheableArgument
+from .errors import DalError, UncacheableArgument
 from .keys import PrimaryKey
 from .statements import NEW_ROWS
 
@@ -60,14 +60,14 @@ class Namespace:
 class Flight:
     """One load in progress; the callers that missed the same key wait on it."""
 
-    __slots__ = ("_done", "error", "key", "ns", "revoked", "value")
+    __slots__ = ("_done", "error", "key", "ns", "owner", "value")
 
     def __init__(self, ns: Namespace, key: Key) -> None:
         self.ns = ns
         self.key = key
         self.value: Any = MISSING
         self.error: BaseException | None = None
-        self.revoked = False
+        self.owner = threading.get_ident()
         self._done = threading.Lock()
         self._done.acquire()
 
@@ -76,6 +76,9 @@ class Flight:
 
     def result(self) -> Any:
         """Wait for the load; its value, or its error raised in this thread too."""
+        if self.owner == threading.get_ident() and self._done.locked():
+            # Waiting would deadlock: the load asked for its own key.
+            raise DalError(f"{self.ns.name}: loading {self.key[1]!r} requested itself")
         with self._done:
             pass
         if self.error is not None:
@@ -116,8 +119,11 @@ class _Entries:
     def __init__(self, lru: _LRU) -> None:
         self._lru = lru
 
-    def get(self, key: Key) -> tuple[Any, float | None] | None:
-        return self._lru.get(key)  # LRUCache.get refreshes recency itself
+    def get(self, key: Key, default: Any = None) -> Any:
+        return self._lru.get(key, default)  # LRUCache.get refreshes recency itself
+
+    def __getitem__(self, key: Key) -> Any:
+        return self._lru[key]
 
 
 class _Order:
@@ -374,7 +380,7 @@ class Store:
 
     def _drop_absences(self, ns: Namespace) -> None:
         """Rows of unknown keys appeared: drop cached absences, revoke loads in flight."""
-        for key in [k for k in ns.keys if self.data[k][0] is None]:
+        for key in [k for k in ns.keys if self.entries[k][0] is None]:
             self._drop(key)
         for key in [k for k, f in self._inflight.items() if f.ns is ns]:
             del self._inflight[key]

@@ -60,7 +60,9 @@ class Database:
         self._read_mode = engines.read_mode(self.settings)
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
         #: The innermost ``session()`` of the running context, whose writes reads must see.
-        self._active: ContextVar[Session | None] = ContextVar(f"dal_session_{id(self)}", default=None)
+        self._active: ContextVar[Session | None] = ContextVar(
+            f"dal_session_{id(self)}", default=None
+        )
         self._parts: dict[Any, Any] = {}  # per-class state of repositories and queries
         self._closed = False
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
-from typing import Any, ContextManager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.pool import QueuePool
@@ -91,7 +91,7 @@ def _pg_in_transaction(connection: Any) -> bool:
     return bool(connection.info.transaction_status != psycopg2.extensions.TRANSACTION_STATUS_IDLE)
 
 
-def read_mode(settings: Settings) -> Callable[[Any], ContextManager[None]]:
+def read_mode(settings: Settings) -> Callable[[Any], AbstractContextManager[None]]:
     """How to run one read on a pooled DBAPI connection in a single round trip.
 
     psycopg2 sends BEGIN before the first statement and the pool sends ROLLBACK on
@@ -102,7 +102,7 @@ def read_mode(settings: Settings) -> Callable[[Any], ContextManager[None]]:
     return _pg_autocommit if settings.backend == "postgresql" else _no_change
 
 
-def _no_change(dbapi_connection: Any) -> ContextManager[None]:
+def _no_change(dbapi_connection: Any) -> AbstractContextManager[None]:
     return nullcontext()
 
 

@@ -53,7 +53,7 @@ class Tracker:
             for fk in table.foreign_keys:
                 try:
                     parent = fk.column.table.fullname
-                except Exception:  # noqa: BLE001 - an unresolvable FK names no known parent
+                except Exception:
                     continue
                 if (fk.ondelete or "").upper() in _CASCADING:
                     self._on_delete.setdefault(parent, set()).add(table.fullname)
@@ -72,7 +72,7 @@ class Tracker:
         result: Any,
     ) -> None:
         """``ConnectionEvents.after_execute``: note what the statement wrote."""
-        writes = writes_of(clauseelement, result, self.store.tables)
+        writes = writes_of(clauseelement, result, lambda: self.store.tables)
         if not writes:
             return
         dbapi = conn.connection.dbapi_connection
@@ -135,16 +135,14 @@ def _merge(pending: Pending, table: str, pks: set[tuple[Any, ...]] | None) -> No
         pending[table] = None if pks is None or len(pks) > MAX_KEYS_PER_TABLE else set(pks)
 
 
-def connection_class(
-    base: type, tracker: Tracker, in_transaction: Callable[[Any], bool]
-) -> type:
+def connection_class(base: type, tracker: Tracker, in_transaction: Callable[[Any], bool]) -> type:
     """A subclass of the driver's connection class that invalidates after COMMIT.
 
     ``in_transaction(conn)`` tells whether a transaction is open on ``conn``; after
     a write statement, "no" means the statement committed on its own (autocommit).
     """
 
-    class TrackedConnection(base):  # type: ignore[valid-type, misc]
+    class TrackedConnection(base):  # type: ignore[misc]
         dal_pending: Pending | None = None
 
         def dal_in_transaction(self) -> bool:

@@ -23,7 +23,7 @@ class ArgumentKey:
     of the key.
     """
 
-    __slots__ = ("_name", "_n_plain", "_signature")
+    __slots__ = ("_n_plain", "_name", "_signature")
 
     def __init__(self, fn: Callable[..., Any], skip: int = 0) -> None:
         params = list(inspect.signature(fn).parameters.values())[skip:]
@@ -40,9 +40,12 @@ class ArgumentKey:
         else:
             bound = self._signature.bind(*args, **kwargs)
             bound.apply_defaults()
+            # **kwargs become sorted pairs: a dict is unhashable and its order arbitrary.
             key = tuple(
-                tuple(sorted(value.items())) if isinstance(value, dict) and _is_var_kw(p) else value
-                for p, value in zip(self._signature.parameters.values(), bound.arguments.values())
+                tuple(sorted(value.items()))
+                if _is_var_kw(self._signature.parameters[name])
+                else value
+                for name, value in bound.arguments.items()
             )
         try:
             hash(key)
@@ -99,7 +102,7 @@ class PrimaryKey:
                 f"primary key {value!r}: expected a tuple of {len(self._types)} values "
                 f"for ({self._label})"
             )
-        return tuple(self._coerce(v, t) for v, t in zip(value, self._types))
+        return tuple(self._coerce(v, t) for v, t in zip(value, self._types, strict=True))
 
     def from_row(self, values: tuple[Any, ...]) -> Hashable:
         """The cache key for primary-key column values in table order."""
@@ -123,8 +126,7 @@ class PrimaryKey:
 
     def _bad(self, value: Any) -> UncacheableArgument:
         return UncacheableArgument(
-            f"primary key {value!r} ({type(value).__name__}) is not a valid value for "
-            f"{self._label}"
+            f"primary key {value!r} ({type(value).__name__}) is not a valid value for {self._label}"
         )
 
 

@@ -37,7 +37,9 @@ def cached_query(
     tables = _table_names(db, depends_on)
     if ttl is _DEFAULT:
         ttl = db.settings.ttl
-    elif ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl <= 0):
+    elif ttl is not None and (
+        isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl <= 0
+    ):
         raise ConfigError(f"cached_query ttl={ttl!r} must be a positive number or None")
 
     def decorate(fn: Callable[Concatenate[Session, P], R]) -> CachedQuery[P, R]:
@@ -102,8 +104,10 @@ def _table_names(db: Database, depends_on: Iterable[Any]) -> frozenset[str]:
         if isinstance(item, str):
             names.add(item)
             continue
-        table = item if isinstance(item, Table) else getattr(
-            sa_inspect(item, raiseerr=False), "local_table", None
+        table = (
+            item
+            if isinstance(item, Table)
+            else getattr(sa_inspect(item, raiseerr=False), "local_table", None)
         )
         if not isinstance(table, Table):
             raise ConfigError(

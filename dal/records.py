@@ -58,12 +58,12 @@ class Record:
 
     def _asdict(self) -> dict[str, Any]:
         """The record's columns as a new dict."""
-        return dict(zip(self._fields, self._values()))
+        return dict(zip(self._fields, self._values(), strict=True))
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
-        return self._values() == other._values()  # type: ignore[attr-defined, no-any-return]
+        return bool(self._values() == other._values())
 
     def __hash__(self) -> int:
         return hash((type(self), self._values()))
@@ -86,19 +86,22 @@ class Record:
 class RecordType:
     """A model's record class with the column list and fast constructors."""
 
-    __slots__ = ("cls", "columns", "fields", "make", "pk_indexes")
+    __slots__ = ("_slots", "cls", "columns", "fields", "make", "pk_indexes")
 
-    def __init__(self, model: Any, name: str, columns: Sequence[Column[Any]], fields: Sequence[str]):
+    def __init__(
+        self, model: Any, name: str, columns: Sequence[Column[Any]], fields: Sequence[str]
+    ):
         self.columns = tuple(columns)
         self.fields = tuple(fields)
         self.pk_indexes = tuple(i for i, c in enumerate(self.columns) if c.primary_key)
+        self._slots = tuple(_slot(f, c) for f, c in zip(fields, columns, strict=True))
         namespace: dict[str, Any] = {
-            "__slots__": tuple(_slot(f, c) for f, c in zip(fields, columns)),
+            "__slots__": self._slots,
             "_fields": self.fields,
             "_model": model,
             "__module__": getattr(model, "__module__", __name__),
         }
-        for field, column in zip(fields, columns):
+        for field, column in zip(fields, columns, strict=True):
             if _slot(field, column) != field:
                 namespace[field] = _copying_property(_slot(field, column))
         self.cls: type[Record] = type(name, (Record,), namespace)
@@ -106,11 +109,11 @@ class RecordType:
 
     def _maker(self) -> Callable[[Sequence[Any]], Record]:
         # Generated code: one slot store a field, no loop, no __setattr__.
-        setters = {f"set{i}": getattr(self.cls, name).__set__ for i, name in enumerate(self.cls.__slots__)}
+        setters = {f"set{i}": getattr(self.cls, name).__set__ for i, name in enumerate(self._slots)}
         body = "".join(f"    set{i}(self, row[{i}])\n" for i in range(len(self.fields)))
         source = f"def make(row):\n    self = new(cls)\n{body}    return self\n"
         scope: dict[str, Any] = {"new": object.__new__, "cls": self.cls, **setters}
-        exec(source, scope)  # noqa: S102 - code built above from column positions only
+        exec(source, scope)
         return scope["make"]  # type: ignore[no-any-return]
 
     def from_instance(self, instance: Any) -> Record:

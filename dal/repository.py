@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from functools import partial
 from time import monotonic  # read at call time: freezegun replaces this global
-from typing import Any, ClassVar, Generic, NamedTuple, TypeVar
+from typing import Any, ClassVar, Generic, NamedTuple, TypeVar, cast
 
 from sqlalchemy import (
     ColumnElement,
@@ -54,12 +54,16 @@ class _Parts:
             raise ConfigError(f"{cls.__qualname__} must set `model = <mapped class>`")
         self.records: RecordType = record_type(model)
         self.table = sa_inspect(model).local_table
-        self.columns = {f: c for f, c in zip(self.records.fields, self.records.columns)}
+        self.columns = {
+            f: c for f, c in zip(self.records.fields, self.records.columns, strict=True)
+        }
         pk_columns = [self.records.columns[i] for i in self.records.pk_indexes]
         self.pk = PrimaryKey(pk_columns)
         self.pk_fields = [self.records.fields[i] for i in self.records.pk_indexes]
         ttl = db.settings.ttl if cls.ttl is _DEFAULT else cls.ttl
-        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl <= 0):
+        if ttl is not None and (
+            isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl <= 0
+        ):
             raise ConfigError(f"{cls.__qualname__}.ttl={ttl!r} must be a positive number or None")
         name, tables = cls.__qualname__, [self.table.fullname]
         store = db._store
@@ -109,7 +113,7 @@ class Repository(Generic[T]):
         self._rows: Namespace = parts.rows
         self._pk_type = parts.pk.scalar_type
         self._active = db._active
-        self._make = parts.records.make
+        self._make: Callable[[Sequence[Any]], Record] = parts.records.make
 
     # -- reads ----------------------------------------------------------------------
 
@@ -130,7 +134,9 @@ class Repository(Generic[T]):
         else:
             session = self._db._writing_session()
             if session is not None:
-                return self._in_session(session, lambda s: s.get(self.model, pk))
+                return cast(
+                    Record | None, self._in_session(session, lambda s: s.get(self.model, pk))
+                )
         return self._store.get_or_load(self._rows, key, partial(self._load_one, pk))  # type: ignore[no-any-return]
 
     def get_many(self, pks: Iterable[Any]) -> dict[Hashable, Record]:
@@ -138,7 +144,10 @@ class Repository(Generic[T]):
         normalized = list(dict.fromkeys(self._parts.pk(pk) for pk in pks))
         session = self._db._writing_session()
         if session is not None:
-            found = {pk: self._in_session(session, lambda s, pk=pk: s.get(self.model, pk)) for pk in normalized}
+            found = {
+                pk: self._in_session(session, lambda s, pk=pk: s.get(self.model, pk))
+                for pk in normalized
+            }
             return {pk: rec for pk, rec in found.items() if rec is not None}
         keys = [(self._rows, pk) for pk in normalized]
         values = self._store.get_many_or_load(self._rows, keys, self._load_many)
@@ -195,13 +204,14 @@ class Repository(Generic[T]):
             if values:
                 raise InvalidArgument("add() takes a model instance or keyword values, not both")
             if not isinstance(instance, self.model):
-                raise InvalidArgument(
-                    f"add() expected a {self.model.__name__} instance, not {type(instance).__name__}"
-                )
+                expected, got = self.model.__name__, type(instance).__name__
+                raise InvalidArgument(f"add() expected a {expected} instance, not {got}")
             loaded = sa_inspect(instance).dict
             values = {f: loaded[f] for f in self._parts.records.fields if f in loaded}
         row_values = self._column_values(values, "add")
-        statement = insert(self._parts.table).values(row_values).returning(*self._parts.records.columns)
+        statement = (
+            insert(self._parts.table).values(row_values).returning(*self._parts.records.columns)
+        )
         return self._make(self._db._write(lambda conn: conn.execute(statement).one()))
 
     def update(self, pk: Any, **values: Any) -> Record:
@@ -236,7 +246,9 @@ class Repository(Generic[T]):
         row = self._db._read(lambda conn: conn.execute(self._parts.by_pk, params).first())
         return None if row is None else self._make(row)
 
-    def _load_many(self, keys: list[tuple[Namespace, Any]]) -> Mapping[tuple[Namespace, Any], Record]:
+    def _load_many(
+        self, keys: list[tuple[Namespace, Any]]
+    ) -> Mapping[tuple[Namespace, Any], Record]:
         pks = [key[1] for key in keys]
 
         def query(conn: Connection) -> list[Any]:
@@ -266,10 +278,14 @@ class Repository(Generic[T]):
                 raise InvalidArgument(f"order_by takes column names, not {name!r}")
             field = name.removeprefix("-")
             self._check_columns({field: None}, "order_by")
-            query = query.order_by(columns[field].desc() if name.startswith("-") else columns[field])
+            query = query.order_by(
+                columns[field].desc() if name.startswith("-") else columns[field]
+            )
         if limit is not None:
             if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-                raise InvalidArgument(f"limit must be a non-negative integer or None, not {limit!r}")
+                raise InvalidArgument(
+                    f"limit must be a non-negative integer or None, not {limit!r}"
+                )
             query = query.limit(limit)
         return query
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Column, Table
@@ -24,7 +24,6 @@ from sqlalchemy.sql.elements import (
     BinaryExpression,
     BindParameter,
     BooleanClauseList,
-    ClauseElement,
     Grouping,
     TextClause,
 )
@@ -56,12 +55,18 @@ _WRITE_WORDS = re.compile(
 )
 
 
-def writes_of(statement: object, result: Any, known_tables: Iterable[str]) -> list[Write]:
-    """The writes ``statement`` made, as seen in an ``after_execute`` event."""
+def writes_of(
+    statement: object, result: Any, known_tables: Callable[[], Iterable[str]]
+) -> list[Write]:
+    """The writes ``statement`` made, as seen in an ``after_execute`` event.
+
+    ``known_tables`` is called only for text SQL, to find the tables it names.
+    """
     if isinstance(statement, UpdateBase):
         return [_dml(statement, result)]
     if isinstance(statement, (str, TextClause)):
-        return _text(statement if isinstance(statement, str) else statement.text, known_tables)
+        sql = statement if isinstance(statement, str) else statement.text
+        return _text(sql, known_tables)
     if isinstance(statement, ExecutableDDLElement):
         target = getattr(statement, "element", None)
         return [(_name(target), None, "other")] if isinstance(target, Table) else []
@@ -72,10 +77,10 @@ def _name(table: Any) -> str:
     return str(getattr(table, "fullname", None) or table.name)
 
 
-def _text(sql: str, known_tables: Iterable[str]) -> list[Write]:
+def _text(sql: str, known_tables: Callable[[], Iterable[str]]) -> list[Write]:
     if not _WRITE_WORDS.search(sql):
         return []
-    named = [t for t in known_tables if _mentions(sql, t)]
+    named = [t for t in known_tables() if _mentions(sql, t)]
     return [(t, None, "other") for t in named] or [(ALL, None, "other")]
 
 
@@ -97,7 +102,7 @@ def _dml(statement: UpdateBase, result: Any) -> Write:
     # The compiled form may come from the statement cache: read its own statement
     # and bind names, with this execution's parameters.
     compiled_statement = compiled.statement
-    params: Sequence[Mapping[str, Any]] = context.compiled_parameters
+    params: Sequence[Mapping[str, Any]] = getattr(context, "compiled_parameters", ())
     pk_columns = list(table.primary_key.columns) if isinstance(table, Table) else []
     if not pk_columns:
         return (name, None, op)
@@ -107,9 +112,7 @@ def _dml(statement: UpdateBase, result: Any) -> Write:
         return (name, None, op)
     bind_names: Mapping[BindParameter[Any], str] = compiled.bind_names
     used = {bind_names.get(b) for alt in alternatives for b, _ in alt.values()}
-    if op == "update" and any(
-        c.key in p and c.key not in used for p in params for c in pk_columns
-    ):
+    if op == "update" and any(c.key in p and c.key not in used for p in params for c in pk_columns):
         return (name, None, op)  # the update moves a row to another primary key
     pks = _evaluate(alternatives, [c.key for c in pk_columns], bind_names, params)
     return (name, pks, op)
@@ -119,7 +122,7 @@ def _dml(statement: UpdateBase, result: Any) -> Write:
 _Alt = dict[str, tuple[BindParameter[Any], bool]]
 
 
-def _match(clause: ClauseElement, pk_keys: set[str]) -> list[_Alt] | None:
+def _match(clause: Any, pk_keys: set[str]) -> list[_Alt] | None:
     """Alternatives whose union covers the rows ``clause`` selects.
 
     An alternative may bind only some columns of a composite key; ``_evaluate``
@@ -198,6 +201,7 @@ def _inserted(statement: Insert, table: Any, result: Any) -> set[tuple[Any, ...]
     if statement.select is not None:
         return {NEW_ROWS}
     if isinstance(result, CursorResult):
+        rows: Any
         try:
             rows = result.inserted_primary_key_rows
         except InvalidRequestError:
