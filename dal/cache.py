@@ -342,16 +342,13 @@ class Store:
     def clear(self) -> None:
         """Forget everything and revoke every lease."""
         with self.lock:
-            self.data.clear()
-            for ns in self._namespaces.values():
-                ns.keys.clear()
-            self._inflight.clear()
+            self._clear()
 
     def pause(self, reason: str) -> None:
         """Clear and stop storing until ``resume(reason)``: reads go to the database."""
         with self.lock:
             self._paused.add(reason)
-        self.clear()
+            self._clear()
 
     def resume(self, reason: str) -> None:
         with self.lock:
@@ -361,6 +358,12 @@ class Store:
     def paused(self) -> frozenset[str]:
         with self.lock:
             return frozenset(self._paused)
+
+    def _clear(self) -> None:
+        self.data.clear()
+        for ns in self._namespaces.values():
+            ns.keys.clear()
+        self._inflight.clear()
 
     def _drop(self, key: Key) -> None:
         # A load in flight keeps its Flight; without the lease it cannot store.

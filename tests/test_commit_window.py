@@ -18,10 +18,11 @@ class Users(dal.Repository[User]):
     model = User
 
 
-def _run(target: Any) -> tuple[threading.Thread, list[Any]]:
+def _run(target: Any, start: bool = True) -> tuple[threading.Thread, list[Any]]:
     results: list[Any] = []
     thread = threading.Thread(target=lambda: results.append(target()), daemon=True)
-    thread.start()
+    if start:
+        thread.start()
     return thread, results
 
 
@@ -35,6 +36,30 @@ def _hold_commit(db: dal.Database) -> tuple[threading.Event, threading.Event]:
 
     event.listen(db.engine, "commit", hold)
     return in_commit, release
+
+
+def _read_held_after_select(
+    db: dal.Database, read: Any
+) -> tuple[threading.Thread, list[Any], threading.Event, threading.Event]:
+    """Start ``read`` in a thread that pauses once its SELECT has returned rows.
+
+    Returns the thread, its results, an event set when it holds, and the event
+    that lets it go on to store what it read.
+    """
+    loaded, proceed = threading.Event(), threading.Event()
+    held: list[threading.Thread] = []
+
+    def after_select(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if held and threading.current_thread() is held[0]:
+            loaded.set()
+            assert proceed.wait(10)
+
+    event.listen(db.engine, "after_cursor_execute", after_select)
+    thread, results = _run(read, start=False)
+    held.append(thread)
+    thread.start()
+    assert loaded.wait(10)
+    return thread, results, loaded, proceed
 
 
 def _core_update(db: dal.Database, pk: int, name: str) -> None:
@@ -100,18 +125,7 @@ def test_a_load_that_read_before_the_commit_is_not_stored(db) -> None:
 def test_a_repository_load_that_read_before_the_commit_is_not_stored(db) -> None:
     users = Users(db)
     pk = users.add(email="a@example.com", name="old").id
-    loaded, proceed = threading.Event(), threading.Event()
-    reader_thread: list[threading.Thread] = []
-
-    def after_select(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if reader_thread and threading.current_thread() is reader_thread[0]:
-            loaded.set()
-            assert proceed.wait(10)
-
-    event.listen(db.engine, "after_cursor_execute", after_select)
-    reader, results = _run(lambda: users.get(pk))
-    reader_thread.append(reader)
-    assert loaded.wait(10)
+    reader, results, _, proceed = _read_held_after_select(db, lambda: users.get(pk))
     users.update(pk, name="new")
     proceed.set()
     reader.join(10)
@@ -126,18 +140,7 @@ def test_a_read_after_the_commit_does_not_join_a_load_from_before_it(db) -> None
     # returned must run its own query instead of waiting for the old result.
     users = Users(db)
     pk = users.add(email="a@example.com", name="old").id
-    loaded, proceed = threading.Event(), threading.Event()
-    slow_thread: list[threading.Thread] = []
-
-    def after_select(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if slow_thread and threading.current_thread() is slow_thread[0]:
-            loaded.set()
-            assert proceed.wait(10)
-
-    event.listen(db.engine, "after_cursor_execute", after_select)
-    slow, slow_results = _run(lambda: users.get(pk))
-    slow_thread.append(slow)
-    assert loaded.wait(10)
+    slow, slow_results, _, proceed = _read_held_after_select(db, lambda: users.get(pk))
     users.update(pk, name="new")
 
     assert users.get(pk).name == "new"  # returned while the old load is still held
