@@ -16,23 +16,21 @@ from __future__ import annotations
 
 import functools
 import threading
-from abc import ABC
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import cachetools
-from sqlalchemy import Engine, Row, bindparam, select, update
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from .data import Item, item_table
+from .core import Read, Write, core_read, core_read_many, core_write
+from .data import Item
 from .engines import QueryCounter, make_engine
 from .env import Env
 
 __all__ = ["COMPETITORS", "Competitor", "Unavailable", "create"]
 
-Read = Callable[[int], Any]
 ReadMany = Callable[[Sequence[int]], Mapping[int, Any]]
-Write = Callable[[int, int], None]
 
 
 class Unavailable(Exception):
@@ -61,53 +59,6 @@ class Tally:
             self.value += n
 
 
-# --- the Core statements every baseline shares ---------------------------------------
-
-
-@functools.cache
-def _statements() -> tuple[Any, Any, Any]:
-    table = item_table()
-    by_key = select(table).where(table.c.id == bindparam("key"))
-    by_keys = select(table).where(table.c.id.in_(bindparam("keys", expanding=True)))
-    set_version = (
-        update(table).where(table.c.id == bindparam("key")).values(version=bindparam("new"))
-    )
-    return by_key, by_keys, set_version
-
-
-def core_read(engine: Engine) -> Read:
-    """A pooled Core SELECT by primary key: what a cache's loader runs on a miss."""
-    by_key = _statements()[0]
-
-    def load(key: int) -> Row[Any] | None:
-        with engine.connect() as conn:
-            return conn.execute(by_key, {"key": key}).first()
-
-    return load
-
-
-def core_read_many(engine: Engine) -> Callable[[Sequence[int]], dict[int, Row[Any]]]:
-    """One pooled Core SELECT ... WHERE id IN (...) for a batch of keys."""
-    by_keys = _statements()[1]
-
-    def load_many(keys: Sequence[int]) -> dict[int, Row[Any]]:
-        with engine.connect() as conn:
-            return {row.id: row for row in conn.execute(by_keys, {"keys": list(keys)})}
-
-    return load_many
-
-
-def core_write(engine: Engine) -> Write:
-    """A Core UPDATE of the row's version in its own transaction."""
-    set_version = _statements()[2]
-
-    def write(key: int, version: int) -> None:
-        with engine.begin() as conn:
-            conn.execute(set_version, {"key": key, "new": version})
-
-    return write
-
-
 def _unsupported(*args: Any) -> Any:
     raise NotImplementedError("this competitor does not do that")
 
@@ -115,7 +66,7 @@ def _unsupported(*args: Any) -> Any:
 # --- the interface ------------------------------------------------------------------
 
 
-class Competitor(ABC):
+class Competitor:
     """One way of serving reads; see the module docstring for the interface."""
 
     name: ClassVar[str]
@@ -228,6 +179,10 @@ class LockedLRUFloor(Competitor):
     name = "lru-floor"
     label = "floor: bare LRUCache lookup under a threading.Lock, rows preloaded"
 
+    def __init__(self, env: Env) -> None:
+        super().__init__(env)
+        self._rows: dict[int, Any] = {}  # loaded once per case: reads never change them
+
     def reset(self) -> None:
         self._fill(self.env.config.cache_size, ())
 
@@ -239,11 +194,13 @@ class LockedLRUFloor(Competitor):
         """Nothing to warm: the floor never touches the database."""
 
     def _fill(self, size: int, keys: Sequence[int]) -> None:
-        cache: cachetools.LRUCache[int, Any] = cachetools.LRUCache(size)
-        lock = threading.Lock()
+        missing = [key for key in keys if key not in self._rows]
         load_many = core_read_many(self.env.engine)
-        for start in range(0, len(keys), 500):
-            cache.update(load_many(keys[start : start + 500]))
+        for start in range(0, len(missing), 500):
+            self._rows.update(load_many(missing[start : start + 500]))
+        cache: cachetools.LRUCache[int, Any] = cachetools.LRUCache(size)
+        cache.update((key, self._rows[key]) for key in keys)
+        lock = threading.Lock()
 
         def read(key: int) -> Any:
             with lock:
@@ -331,15 +288,18 @@ class Dogpile(Competitor):
         load_many = core_read_many(engine)
         loads = self._loads
 
-        @region.cache_on_arguments()
-        def get(key: int) -> Any:
+        def fetch(key: int) -> Any:
             return load(key)
 
-        @region.cache_multi_on_arguments(asdict=True)
-        def get_many(*keys: int) -> dict[int, Any]:
+        def fetch_many(*keys: int) -> dict[int, Any]:
             loads.add(len(keys))  # dogpile asks only for the keys it misses
             rows = load_many(keys)
             return {key: rows.get(key) for key in keys}
+
+        # dogpile's decorators, applied as a user would with ``@``; typed Any because
+        # their stubs know neither ``invalidate`` nor ``asdict=True``'s dict result.
+        get: Any = region.cache_on_arguments()(fetch)
+        get_many: Any = region.cache_multi_on_arguments(asdict=True)(fetch_many)  # type: ignore[arg-type]
 
         write_row = core_write(engine)
 
@@ -366,7 +326,7 @@ class Dal(Competitor):
     def check_available(cls) -> None:
         try:
             _repository_class()
-        except ImportError as exc:
+        except (ImportError, AttributeError) as exc:
             raise Unavailable(f"dal does not import ({exc})") from exc
 
     def reset(self) -> None:

@@ -19,7 +19,14 @@ DEFAULTS = {
 }
 
 #: ``--quick``: the same run scaled down to seconds, for tests.
-QUICK = {**DEFAULTS, "rows": 2_000, "requests": 4_000, "threads": (1, 4), "cache_size": 200}
+QUICK = {
+    **DEFAULTS,
+    "rows": 2_000,
+    "requests": 2_000,
+    "threads": (1, 4),
+    "cache_size": 200,
+    "repeat": 2,
+}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -43,8 +50,8 @@ class Config:
         for name in ("rows", "requests", "cache_size", "repeat"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
-        if self.rows < 100:
-            raise ValueError(f"--rows {self.rows} is too few: the workloads need at least 100")
+        if self.rows < 1_000:
+            raise ValueError(f"--rows {self.rows} is too few: the workloads need at least 1000")
         if not self.threads or min(self.threads) < 1:
             raise ValueError(f"--threads {self.threads} must be positive thread counts")
         if self.zipf <= 0:
@@ -57,7 +64,7 @@ class Config:
 
     @property
     def hit_requests(self) -> int:
-        return max(1_000, self.requests // 2)
+        return max(1_000, self.requests // 4)
 
     @property
     def miss_keys(self) -> int:
@@ -72,7 +79,7 @@ class Config:
 
     @property
     def mixed_requests(self) -> int:
-        return max(1_000, self.requests // 10)
+        return max(1_000, self.requests // 40)
 
     @property
     def uncached_requests(self) -> int:
@@ -81,7 +88,7 @@ class Config:
         Without a cache every request costs the same, so a prefix measures the same
         rate in a fraction of the time.
         """
-        return min(self.requests, 10_000)
+        return min(self.requests, 5_000)
 
     @property
     def pool_requests(self) -> int:

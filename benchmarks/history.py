@@ -66,10 +66,10 @@ def count_stale(histories: Iterable[History]) -> int:
     stale = 0
     for history in histories:
         for key, start, seen in history.reads:
-            ends = done.get(key)
-            if not ends:
+            written = done.get(key)
+            if not written:
                 continue
-            before = bisect.bisect_left(ends, start)  # writes that ended before the read began
+            before = bisect.bisect_left(written, start)  # writes that ended before the read began
             if before and seen < newest[key][before - 1]:
                 stale += 1
     return stale

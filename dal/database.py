@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import URL
@@ -15,8 +15,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from . import engine as engines
 from .cache import Store
 from .config import Settings, resolve_url
-from .errors import DatabaseClosed, PoolTimeout, translate
+from .errors import ConfigError, DatabaseClosed, PoolTimeout, translate
 from .invalidation import Tracker
+
+if TYPE_CHECKING:
+    from .bus import Bus
 
 __all__ = ["Database"]
 
@@ -65,6 +68,14 @@ class Database:
         )
         self._parts: dict[Any, Any] = {}  # per-class state of repositories and queries
         self._closed = False
+        #: The cross-process bus (invalidation="postgres"); it starts with caching paused.
+        self._bus: Bus | None = None
+        if self.settings.invalidation == "postgres":
+            from .bus import Bus, connector
+
+            self._bus = Bus(connector(self._engine), self._store)
+            self._tracker.before_commit = self._bus.publish
+            self._bus.start()
 
     # -- public -------------------------------------------------------------------
 
@@ -96,11 +107,22 @@ class Database:
             self._active.reset(token)
             session.close()
 
+    def install_triggers(self, *models: Any) -> None:
+        """PostgreSQL: make writes by any client to these tables invalidate every dal cache.
+
+        Takes models, Tables or table names; idempotent. See ``dal.triggers``.
+        """
+        self._change_triggers(models, install=True)
+
+    def uninstall_triggers(self, *models: Any) -> None:
+        """Drop the triggers ``install_triggers`` created on these tables."""
+        self._change_triggers(models, install=False)
+
     def stats(self) -> dict[str, Any]:
         """Cache counters and pool gauges, for dashboards and tests."""
         pool: Any = self._engine.pool
         counters = self._pool_counters
-        return {
+        stats: dict[str, Any] = {
             "cache": self._store.stats(),
             "pool": {
                 "size": pool.size(),
@@ -114,6 +136,9 @@ class Database:
                 "timeouts": counters.timeouts,
             },
         }
+        if self._bus is not None:
+            stats["bus"] = self._bus.stats()
+        return stats
 
     def close(self) -> None:
         """Drop the cache and close every pooled connection; later calls raise."""
@@ -121,6 +146,8 @@ class Database:
             return
         self._closed = True
         self._store.pause("closed")
+        if self._bus is not None:
+            self._bus.stop()
         self._engine.dispose()
 
     def __enter__(self) -> Database:
@@ -135,6 +162,18 @@ class Database:
         return f"<dal.Database {url!r} cache_size={self.settings.cache_size}{state}>"
 
     # -- for repositories and cached queries ------------------------------------------
+
+    def _change_triggers(self, models: tuple[Any, ...], *, install: bool) -> None:
+        self._check_open()
+        if self.settings.backend != "postgresql":
+            raise ConfigError(f"triggers need a PostgreSQL database, not {self.settings.backend!r}")
+        from . import triggers
+
+        sender = "admin" if self._bus is None else self._bus.sender
+        with self._boundary():
+            covered = triggers.change(self._engine, models, install=install, sender=sender)
+        if self._bus is not None:
+            self._bus.covered = covered  # now, not when the listener hears of it
 
     def _check_open(self) -> None:
         if self._closed:

@@ -20,7 +20,7 @@ from ..env import Env
 from ..progress import Progress
 from ..stats import Result, Sample, summarize
 
-__all__ = ["WORKLOADS", "Case", "Workload", "register", "run_case", "split"]
+__all__ = ["Case", "Workload", "available", "run_case", "split"]
 
 T = TypeVar("T")
 
@@ -63,18 +63,6 @@ class Workload(ABC):
 
     @abstractmethod
     def cases(self) -> list[Case]: ...
-
-
-#: Every workload by name, in the order a full run runs them.
-WORKLOADS: dict[str, type[Workload]] = {}
-
-W = TypeVar("W", bound=type[Workload])
-
-
-def register(cls: W) -> W:
-    """Class decorator: make a workload selectable with ``--workload``."""
-    WORKLOADS[cls.name] = cls
-    return cls
 
 
 def split(requests: Sequence[T], threads: int) -> list[Sequence[T]]:

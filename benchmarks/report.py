@@ -1,0 +1,163 @@
+"""The run's results as a readable table and as JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from collections.abc import Mapping, Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from .config import Config
+from .engines import redact
+from .stats import Result
+from .targets import Target
+
+__all__ = ["DEFINITIONS", "describe_run", "render", "write_json"]
+
+#: What the columns mean; printed under the table and stored in the JSON.
+DEFINITIONS = {
+    "ops_per_s": "requests served per second, all threads together (median of repetitions)",
+    "p50_us/p99_us": "per-call latency percentiles in microseconds, timing loop cost removed",
+    "hit_ratio": "share of reads the cache answered (1 - misses / reads)",
+    "stale_reads": (
+        "reads that returned a version older than a write to that row completed before "
+        "the read began, summed over repetitions"
+    ),
+    "queries": "statements sent to the database per run (median), counted on the engine",
+    "ratio": "the case's reference throughput / this row's: 2.0 = the reference is twice as fast",
+    "of_ideal": (
+        "throughput / the compulsory-miss ideal: a cache that misses only on a key's first "
+        "request (distinct keys / requests), paying the Core read for those and the "
+        "locked-LRUCache floor for the rest"
+    ),
+}
+
+_COLUMNS = ("competitor", "ops/s", "p50 µs", "p99 µs", "hit %", "stale", "queries", "ratio", "")
+
+
+def describe_run(config: Config, *, timer_overhead_ns: int, server: str) -> dict[str, Any]:
+    """The ``meta`` of the JSON: what ran, where, with which versions."""
+    return {
+        "db": redact(config.url),
+        "server": server,
+        "rows": config.rows,
+        "requests": config.requests,
+        "zipf": config.zipf,
+        "cache_size": config.cache_size,
+        "threads": list(config.threads),
+        "repeat": config.repeat,
+        "seed": config.seed,
+        "quick": config.quick,
+        "workloads": list(config.workloads),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "versions": {
+            name: _version(name) for name in ("dal", "SQLAlchemy", "cachetools", "dogpile.cache")
+        },
+        "timer_overhead_ns": timer_overhead_ns,
+        "definitions": DEFINITIONS,
+    }
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def render(
+    results: Sequence[Result],
+    targets: Sequence[Target],
+    meta: Mapping[str, Any],
+    describe: Mapping[tuple[str, str], str],
+) -> str:
+    """The table, one section per case, then the targets."""
+    lines = [
+        f"dal benchmark: {meta['server']}, {meta['rows']:,} rows, seed {meta['seed']}, "
+        f"medians of {meta['repeat']} interleaved repetitions, {meta['cpus']} CPUs, "
+        f"Python {meta['python']}",
+    ]
+    sections: dict[tuple[str, str], list[Result]] = {}
+    for result in results:
+        sections.setdefault((result.workload, result.case), []).append(result)
+    for (workload, case), rows in sections.items():
+        title = f"{workload} {case}".strip()
+        reference = rows[0].reference
+        lines += ["", f"{title}: {describe.get((workload, case), '')}"]
+        if reference:
+            lines[-1] += f" (ref = {reference})"
+        table = [_COLUMNS] + [_cells(r) for r in rows]
+        widths = [max(len(row[i]) for row in table) for i in range(len(_COLUMNS))]
+        for row in table:
+            cells = [row[0].ljust(widths[0])]
+            cells += [
+                cell.rjust(width) for cell, width in zip(row[1:-1], widths[1:-1], strict=True)
+            ]
+            lines.append(("  " + "  ".join(cells) + "  " + row[-1]).rstrip())
+    if targets:
+        lines += ["", f"Targets (set for PostgreSQL; this run: {meta['server']})"]
+        width = max(len(f"{t.workload} {t.case}") for t in targets)
+        for t in targets:
+            verdict = "PASS" if t.passed else "MISS"
+            where = f"{t.workload} {t.case}".ljust(width)
+            lines.append(
+                f"  {verdict}  {where}  {t.text}: {_with_unit(t.measured, t.unit)} "
+                f"(target {t.op} {_with_unit(t.bound, t.unit)})"
+            )
+    lines += ["", "Columns:"]
+    lines += [f"  {name}: {text}" for name, text in DEFINITIONS.items()]
+    return "\n".join(lines)
+
+
+def _cells(r: Result) -> tuple[str, ...]:
+    notes = []
+    if "of_ideal" in r.extra and r.competitor != "ideal":
+        notes.append(f"{r.extra['of_ideal']:.0%} of ideal")
+    if r.competitor == "ideal":
+        notes.append(f"{r.extra['distinct_keys']:,} distinct keys / {r.extra['requests']:,}")
+    return (
+        r.competitor,
+        f"{r.ops_per_s:,.0f}",
+        _micros(r.p50_us),
+        _micros(r.p99_us),
+        "-" if r.hit_ratio is None else f"{100 * r.hit_ratio:.1f}",
+        "-" if r.stale_reads is None else f"{r.stale_reads:,}",
+        _number(r.queries),
+        "-" if r.ratio is None else _number(r.ratio),
+        "  ".join(notes),
+    )
+
+
+def _micros(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value < 10:
+        return f"{value:.2f}"
+    return f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
+
+
+def _with_unit(value: float, unit: str) -> str:
+    return f"{_number(value)}x" if unit == "x" else f"{_number(value)} {unit}"
+
+
+def _number(value: float) -> str:
+    if float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:.3g}" if abs(value) < 100 else f"{value:,.0f}"
+
+
+def write_json(
+    path: Path, meta: Mapping[str, Any], results: Sequence[Result], targets: Sequence[Target]
+) -> None:
+    document = {
+        "meta": dict(meta),
+        "results": [r.as_json() for r in results],
+        "targets": [t.as_json() for t in targets],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")

@@ -1,0 +1,378 @@
+"""Cross-process invalidation over PostgreSQL LISTEN/NOTIFY.
+
+Publishing: the tracker calls ``Bus.publish`` inside each writing transaction,
+just before COMMIT, and it sends one NOTIFY there, so PostgreSQL delivers it
+exactly when the transaction commits and never after a rollback.
+
+Listening: a daemon thread holds its own connection outside the pool, waits on its
+socket and applies every other ``Database``'s messages as a local commit would.
+While that connection is not listening, messages may be missed, so caching is
+paused (cleared, reads go to the database) until LISTEN is in place again.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import select
+import socket
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Engine
+
+from . import triggers
+from .cache import Store
+from .invalidation import Pending
+from .messages import CHANNEL, BadMessage, Message, decode, encode
+from .statements import ALL
+
+__all__ = ["Bus", "connector"]
+
+#: The store's pause reason while the listener is not listening.
+PAUSED = "bus"
+
+#: Passed to the listener's connection unless the URL says otherwise: find a dead
+#: peer in about 25 s even when no packet would tell (a cable, a failover).
+_CONNECT_DEFAULTS = {
+    "application_name": "dal listener",
+    "connect_timeout": 10,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+}
+
+
+def connector(engine: Engine) -> Callable[[], Any]:
+    """Opens a plain psycopg2 connection with the engine's own connect arguments."""
+    import psycopg2
+
+    args, kwargs = engine.dialect.create_connect_args(engine.url)
+    options = {**_CONNECT_DEFAULTS, **kwargs}
+
+    def connect() -> Any:
+        return psycopg2.connect(*args, **options)
+
+    return connect
+
+
+class Bus:
+    """One ``Database``'s publisher and listener; ``stats()`` reports on both."""
+
+    #: Bounds of the reconnect backoff, in seconds (doubling from the first).
+    backoff_min = 0.05
+    backoff_max = 5.0
+    #: How long ``start`` waits for the first LISTEN before returning anyway.
+    start_timeout = 10.0
+    #: How long ``stop`` waits for the thread (a connect may be in progress).
+    stop_timeout = 15.0
+
+    def __init__(self, connect: Callable[[], Any], store: Store) -> None:
+        #: Marks this Database's messages, so its listener skips only those.
+        self.sender = uuid.uuid4().hex
+        #: Called in the listener thread with each message applied (benchmarks, tests).
+        self.observer: Callable[[Message], None] | None = None
+        self._connect = connect
+        self._store = store
+        #: Names (no schema) of tables with dal's triggers: these get a checked NOTIFY.
+        self._covered: frozenset[str] = frozenset()
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._attempted = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._conn: Any = None
+        self._ever_listened = False
+        self.state = "stopped"
+        self.backend_pid: int | None = None
+        self.reconnects = self.errors = 0
+        self.sent = self.sent_table_wide = 0
+        self.received = self.applied = self.skipped_own = 0
+        self.last_lag_ms: float | None = None
+        self.last_error: str | None = None
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    def start(self, wait: bool = True) -> None:
+        """Pause caching and start listening; waits (bounded) for the first LISTEN.
+
+        Caching starts paused: a write committed before LISTEN is in place would
+        reach no one.
+        """
+        self._store.pause(PAUSED)
+        self._stopping.clear()
+        self._attempted.clear()
+        self.state = "connecting"
+        _watch_forks(self)
+        self._thread = threading.Thread(target=self._run, name="dal-bus-listener", daemon=True)
+        self._thread.start()
+        if wait:
+            self._attempted.wait(self.start_timeout)
+
+    def stop(self) -> None:
+        """Stop the listener and close its connection; caching stays paused."""
+        self._store.pause(PAUSED)
+        self._stopping.set()
+        self._wake()
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(self.stop_timeout)
+        self._wake_r.close()
+        self._wake_w.close()
+        self.state = "stopped"
+
+    @property
+    def covered(self) -> frozenset[str]:
+        return self._covered
+
+    @covered.setter
+    def covered(self, tables: frozenset[str]) -> None:
+        self._covered = tables
+
+    # -- publishing (called in the writing thread, inside its transaction) ---------------
+
+    def publish(self, dbapi_connection: Any, pending: Pending) -> None:
+        """Send ``pending`` as one NOTIFY in the transaction about to commit.
+
+        Tables that seem to have triggers are left to them, but only if the
+        transaction itself still sees the triggers (``triggers.CHECKED_NOTIFY``):
+        a stale view of which tables have them must never lose a message.
+        """
+        encoded = encode(self.sender, pending)
+        if encoded is None:
+            return
+        payload, table_wide = encoded
+        covered = self._covered
+        checked = [] if ALL in pending else [t for t in pending if _bare(t) in covered]
+        cursor = dbapi_connection.cursor()
+        try:
+            if not checked:
+                cursor.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
+                sent = True
+            else:
+                rest = encode(self.sender, {t: v for t, v in pending.items() if t not in checked})
+                cursor.execute(
+                    triggers.CHECKED_NOTIFY,
+                    {
+                        "channel": CHANNEL,
+                        "tables": [triggers.regclass(t) for t in checked],
+                        "triggers": list(triggers.TRIGGERS),
+                        "expected": len(checked) * len(triggers.TRIGGERS),
+                        "without": None if rest is None else rest[0],
+                        "full": payload,
+                    },
+                )
+                row = cursor.fetchone()  # none: the triggers announce everything
+                sent = row is not None
+                if sent and not row[1]:
+                    table_wide = rest is not None and rest[1]
+        finally:
+            cursor.close()
+        if sent:
+            with self._lock:
+                self.sent += 1
+                self.sent_table_wide += table_wide
+
+    # -- listening (the listener thread) ---------------------------------------------
+
+    def _run(self) -> None:
+        delay = self.backoff_min
+        while not self._stopping.is_set():
+            conn = self._open()
+            self._attempted.set()
+            if conn is None:
+                # Event.wait, not sleep: stop() interrupts the backoff.
+                self._stopping.wait(delay)
+                delay = min(delay * 2, self.backoff_max)
+                continue
+            delay = self.backoff_min
+            try:
+                self._listen(conn)
+            except Exception as exc:  # any failure: messages may have been lost
+                self._fault(exc)
+            finally:
+                self._conn = self.backend_pid = None
+                _close_quietly(conn)
+        self.state = "stopped"
+
+    def _open(self) -> Any:
+        """A listening connection, with caching resumed; None if it failed."""
+        conn = None
+        try:
+            conn = self._connect()
+            conn.autocommit = True
+            with conn.cursor() as cursor:
+                cursor.execute(f"LISTEN {CHANNEL}")
+                covered = triggers.covered(cursor)
+        except Exception as exc:  # unreachable, refused, bad password: retry
+            self._error(exc)
+            if conn is not None:
+                _close_quietly(conn)
+            return None
+        if self._stopping.is_set():
+            _close_quietly(conn)
+            return None
+        conn.notifies = collections.deque()
+        self._conn, self.backend_pid = conn, conn.info.backend_pid
+        self._covered = covered
+        # LISTEN is in place: every later commit reaches us. A load that read the
+        # database before it may still hold a lease, so revoke all before resuming.
+        self._store.clear()
+        self._store.resume(PAUSED)
+        if self._ever_listened:
+            self.reconnects += 1
+        self._ever_listened = True
+        self.state = "listening"
+        return conn
+
+    def _listen(self, conn: Any) -> None:
+        """Apply messages until the connection fails or ``stop`` wakes us."""
+        wake = self._wake_r
+        notifies: collections.deque[Any] = conn.notifies
+        while not self._stopping.is_set():
+            readable, _, _ = select.select([conn, wake], [], [])
+            if wake in readable:
+                wake.recv(64)
+                continue
+            conn.poll()  # raises when the server has closed the connection
+            while notifies:
+                self._receive(conn, notifies.popleft().payload)
+
+    def _receive(self, conn: Any, payload: str) -> None:
+        self.received += 1
+        try:
+            message = decode(payload)
+        except BadMessage as exc:
+            # Something on our channel that we cannot read: it may have meant anything.
+            self._error(exc)
+            self._store.clear()
+            return
+        if message.triggers:
+            with conn.cursor() as cursor:
+                self._covered = triggers.covered(cursor)
+        if message.sender == self.sender:
+            self.skipped_own += 1
+            return
+        if not message.changes:
+            return
+        if message.sent_at is not None:
+            self.last_lag_ms = max(0.0, (time.time() - message.sent_at) * 1000)
+        self._apply(message.changes)
+        self.applied += 1
+        observer = self.observer
+        if observer is not None:
+            observer(message)
+
+    def _apply(self, changes: dict[str, set[tuple[Any, ...]] | None]) -> None:
+        """Invalidate as a local commit would; a table also under its bare name."""
+        if ALL in changes:
+            self._store.clear()
+            return
+        targets = dict(changes)
+        names = {_bare(t) for t in changes}
+        for known in self._store.tables:
+            # The writer may name "users" where this process says "public.users".
+            if known not in changes and _bare(known) in names:
+                for name, pks in changes.items():
+                    if _bare(name) == _bare(known):
+                        _merge(targets, known, pks)
+        self._store.invalidate(targets)
+
+    def _fault(self, exc: BaseException) -> None:
+        if self._stopping.is_set():
+            return
+        # Messages sent from now until LISTEN is back are lost: stop trusting the cache.
+        self._store.pause(PAUSED)
+        self.state = "reconnecting"
+        self._error(exc)
+
+    def _error(self, exc: BaseException) -> None:
+        self.errors += 1
+        self.last_error = f"{type(exc).__name__}: {str(exc).strip()}"
+
+    def _wake(self) -> None:
+        # Already closed, or its buffer is full: either way the thread wakes.
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"x")
+
+    # -- fork ------------------------------------------------------------------------
+
+    def _after_fork(self) -> None:
+        """In a forked child: the thread is gone and the connection is the parent's."""
+        if self._thread is None:
+            return
+        # Closing the inherited connection would end the parent's session with it.
+        if self._conn is not None:
+            _INHERITED.append(self._conn)
+        self._conn = self._thread = None
+        # A new identity: the parent must not skip the child's messages as its own.
+        self.sender = uuid.uuid4().hex
+        # Locks and events may have been held by threads that the child does not have.
+        self._lock = threading.Lock()
+        self._stopping, self._attempted = threading.Event(), threading.Event()
+        self._wake_r.close()
+        self._wake_w.close()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._ever_listened = False
+        self.start(wait=False)
+
+    # -- stats -------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "channel": CHANNEL,
+            "sender": self.sender,
+            "backend_pid": self.backend_pid,
+            "reconnects": self.reconnects,
+            "messages_sent": self.sent,
+            "messages_sent_table_wide": self.sent_table_wide,
+            "messages_received": self.received,
+            "messages_applied": self.applied,
+            "messages_skipped_own": self.skipped_own,
+            "last_lag_ms": self.last_lag_ms,
+            "errors": self.errors,
+            "last_error": self.last_error,
+            "tables_with_triggers": sorted(self._covered),
+        }
+
+
+def _bare(table: str) -> str:
+    return table.rsplit(".", 1)[-1]
+
+
+def _merge(
+    targets: dict[str, set[tuple[Any, ...]] | None], table: str, pks: set[tuple[Any, ...]] | None
+) -> None:
+    known = targets.get(table, set())
+    targets[table] = None if known is None or pks is None else known | pks
+
+
+def _close_quietly(conn: Any) -> None:
+    with contextlib.suppress(Exception):  # it is being discarded either way
+        conn.close()
+
+
+# Buses of this process, restarted in a forked child; connections a child inherited.
+_BUSES: weakref.WeakSet[Bus] = weakref.WeakSet()
+_INHERITED: list[Any] = []
+_fork_hook = False
+
+
+def _watch_forks(bus: Bus) -> None:
+    global _fork_hook
+    _BUSES.add(bus)
+    if not _fork_hook and hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_restart_after_fork)
+        _fork_hook = True
+
+
+def _restart_after_fork() -> None:
+    for bus in list(_BUSES):
+        bus._after_fork()

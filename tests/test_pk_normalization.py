@@ -1,0 +1,220 @@
+"""Primary keys are normalized to the column's type, so ``get("7")`` and a write that
+names ``7`` meet on one cache key; values that cannot be converted exactly are refused."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+
+import dal
+from tests.models import Tag, User
+from tests.sqllog import StatementLog
+
+
+class Users(dal.Repository[User]):
+    model = User
+
+
+class Tags(dal.Repository[Tag]):
+    model = Tag
+
+
+@pytest.fixture
+def users(db: dal.Database) -> Users:
+    repo = Users(db)
+    repo.add(id=7, email="seven@example.com", name="seven")
+    repo.add(id=8, email="eight@example.com", name="eight")
+    return repo
+
+
+def test_string_and_int_share_a_key(users: Users, statements: StatementLog) -> None:
+    statements.clear()
+
+    assert users.get("7").name == "seven"
+    assert users.get(7) is users.get("7")
+
+    assert len(statements.selects()) == 1
+    assert users.cache_info().currsize == 1
+
+
+def test_the_record_carries_the_column_type(users: Users) -> None:
+    assert users.get("7").id == 7
+    assert type(users.get("7").id) is int
+
+
+def test_an_absence_is_shared_too(users: Users, statements: StatementLog) -> None:
+    statements.clear()
+
+    assert users.get("404") is None
+    assert users.get(404) is None
+
+    assert len(statements.selects()) == 1
+
+
+def test_update_of_int_refreshes_a_get_of_string(users: Users) -> None:
+    assert users.get("7").name == "seven"
+
+    users.update(7, name="renamed")
+
+    assert users.get("7").name == "renamed"
+
+
+def test_update_of_string_refreshes_a_get_of_int(users: Users) -> None:
+    assert users.get(7).name == "seven"
+
+    users.update("7", name="renamed")
+
+    assert users.get(7).name == "renamed"
+
+
+def test_core_update_refreshes_a_get_of_string(
+    db: dal.Database, users: Users, statements: StatementLog
+) -> None:
+    assert users.get("7").name == "seven"
+    assert users.get("8").name == "eight"
+
+    with db.engine.begin() as conn:
+        conn.execute(update(User).where(User.id == 7).values(name="core"))
+
+    assert users.get("7").name == "core"
+    statements.clear()
+    assert users.get("8").name == "eight"
+    assert statements.selects() == []
+
+
+def test_session_update_refreshes_a_get_of_string(db: dal.Database, users: Users) -> None:
+    assert users.get("7").name == "seven"
+
+    with db.session() as s:
+        s.get(User, 7).name = "session"
+
+    assert users.get("7").name == "session"
+
+
+def test_delete_and_add_by_string(users: Users) -> None:
+    assert users.get(7) is not None
+    assert users.delete("7") is True
+    assert users.get(7) is None
+
+    users.add(id=7, email="again@example.com", name="again")
+
+    assert users.get("7").name == "again"
+
+
+def test_get_many_keys_are_normalized(users: Users) -> None:
+    found = users.get_many(["7", 8])
+
+    assert found.keys() == {7, 8}
+    assert found[7] is users.get(7)
+
+
+@pytest.mark.parametrize("pk", ["abc", "7.0", "07", " 7", "", 7.5, 7.0, None, b"7"], ids=repr)
+def test_a_value_that_is_not_exactly_an_int_is_refused(
+    users: Users, statements: StatementLog, pk: Any
+) -> None:
+    statements.clear()
+
+    with pytest.raises(dal.UncacheableArgument) as raised:
+        users.get(pk)
+
+    assert isinstance(raised.value, TypeError)
+    assert repr(pk) in str(raised.value)
+    assert "users.id" in str(raised.value)
+    assert statements.all == []
+
+
+@pytest.mark.parametrize("write", ["update", "delete"])
+def test_writes_refuse_a_bad_key_before_any_sql(
+    users: Users, statements: StatementLog, write: str
+) -> None:
+    statements.clear()
+
+    with pytest.raises(dal.UncacheableArgument):
+        if write == "update":
+            users.update("abc", name="x")
+        else:
+            users.delete("abc")
+
+    assert statements.all == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="keys.PrimaryKey._coerce accepts a bool for an int column (bool subclasses int): "
+    "get(True) returns row 1 on SQLite and raises DatabaseError on PostgreSQL "
+    "('integer = boolean'); it should be UncacheableArgument on both, like 7.5",
+)
+def test_a_bool_is_not_an_int_primary_key(users: Users, statements: StatementLog) -> None:
+    statements.clear()
+
+    with pytest.raises(dal.UncacheableArgument):
+        users.get(True)
+
+    assert statements.all == []
+
+
+# --- composite keys -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def tags(db: dal.Database) -> Tags:
+    repo = Tags(db)
+    repo.add(kind="color", name="red", label="Red")
+    repo.add(kind="color", name="blue", label="Blue")
+    return repo
+
+
+def test_composite_key_is_a_tuple_in_primary_key_order(tags: Tags) -> None:
+    assert tags.get(("color", "red")).label == "Red"
+    assert tags.get(("red", "color")) is None
+
+
+def test_composite_key_writes_refresh_the_tuple_key(
+    db: dal.Database, tags: Tags, statements: StatementLog
+) -> None:
+    assert tags.get(("color", "red")).label == "Red"
+    assert tags.get(("color", "blue")).label == "Blue"
+
+    with db.session() as s:
+        s.get(Tag, ("color", "red")).label = "Crimson"
+
+    assert tags.get(("color", "red")).label == "Crimson"
+    statements.clear()
+    assert tags.get(("color", "blue")).label == "Blue"
+    assert statements.selects() == []
+
+
+@pytest.mark.parametrize(
+    "pk",
+    ["color", ("color",), ("color", "red", "extra"), ["color", "red"]],
+    ids=repr,
+)
+def test_a_malformed_composite_key_is_refused(
+    tags: Tags, statements: StatementLog, pk: Any
+) -> None:
+    statements.clear()
+
+    with pytest.raises(dal.UncacheableArgument):
+        tags.get(pk)
+
+    assert statements.all == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="keys.PrimaryKey._coerce converts any value to a str column with str() and then "
+    "checks str(converted) == str(value), which always holds for str: None becomes 'None' "
+    "and ['red'] becomes \"['red']\", and the lookup runs on those strings",
+)
+@pytest.mark.parametrize("name", [None, ["red"], object()], ids=["None", "list", "object"])
+def test_a_value_that_is_not_a_string_is_refused_for_a_string_column(
+    tags: Tags, statements: StatementLog, name: Any
+) -> None:
+    statements.clear()
+
+    with pytest.raises(dal.UncacheableArgument):
+        tags.get(("color", name))
+
+    assert statements.all == []
