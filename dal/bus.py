@@ -24,6 +24,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from psycopg2.extensions import STATUS_READY, TRANSACTION_STATUS_INERROR
 from sqlalchemy import Engine
 
 from . import triggers
@@ -145,8 +146,22 @@ class Bus:
         a stale view of which tables have them must never lose a message.
         """
         encoded = encode(self.sender, pending)
-        if encoded is None:
-            return
+        status = dbapi_connection.info.transaction_status
+        if encoded is None or status == TRANSACTION_STATUS_INERROR:
+            return  # an aborted transaction's COMMIT rolls back: nothing to announce
+        # Writes that committed on their own: if the server has no transaction open
+        # (a COMMIT in the SQL text), the NOTIFY runs alone and is delivered at once,
+        # unless psycopg2 would send BEGIN first, opening one that nobody commits.
+        if dbapi_connection.status == STATUS_READY and not dbapi_connection.autocommit:
+            dbapi_connection.autocommit = True
+            try:
+                self._send(dbapi_connection, pending, encoded)
+            finally:
+                dbapi_connection.autocommit = False
+        else:
+            self._send(dbapi_connection, pending, encoded)
+
+    def _send(self, dbapi_connection: Any, pending: Pending, encoded: tuple[str, bool]) -> None:
         payload, table_wide = encoded
         covered = self._covered
         checked = [] if ALL in pending else [t for t in pending if _bare(t) in covered]
@@ -207,6 +222,8 @@ class Bus:
         try:
             conn = self._connect()
             conn.autocommit = True
+            # Before LISTEN: a message that arrives during the queries below must stay.
+            conn.notifies = collections.deque()
             with conn.cursor() as cursor:
                 cursor.execute(f"LISTEN {CHANNEL}")
                 covered = triggers.covered(cursor)
@@ -218,7 +235,6 @@ class Bus:
         if self._stopping.is_set():
             _close_quietly(conn)
             return None
-        conn.notifies = collections.deque()
         self._conn, self.backend_pid = conn, conn.info.backend_pid
         self._covered = covered
         # LISTEN is in place: every later commit reaches us. A load that read the

@@ -20,7 +20,7 @@ from cachetools import LRUCache
 
 from .errors import DalError, UncacheableArgument
 from .keys import PrimaryKey
-from .statements import NEW_ROWS
+from .statements import ALL, NEW_ROWS
 
 __all__ = ["MISSING", "Changes", "Namespace", "Store"]
 
@@ -57,10 +57,14 @@ class Namespace:
         return f"<Namespace {self.name}>"
 
 
+class _Abandoned(Exception):
+    """The load a caller waited for ended without a value or an ordinary error."""
+
+
 class Flight:
     """One load in progress; the callers that missed the same key wait on it."""
 
-    __slots__ = ("_done", "error", "key", "ns", "owner", "value")
+    __slots__ = ("_done", "error", "finished", "key", "ns", "owner", "value")
 
     def __init__(self, ns: Namespace, key: Key) -> None:
         self.ns = ns
@@ -68,10 +72,12 @@ class Flight:
         self.value: Any = MISSING
         self.error: BaseException | None = None
         self.owner = threading.get_ident()
+        self.finished = False
         self._done = threading.Lock()
         self._done.acquire()
 
     def finish(self) -> None:
+        self.finished = True
         self._done.release()
 
     def result(self) -> Any:
@@ -81,8 +87,12 @@ class Flight:
             raise DalError(f"{self.ns.name}: loading {self.key[1]!r} requested itself")
         with self._done:
             pass
-        if self.error is not None:
+        if isinstance(self.error, Exception):
             raise self.error
+        if self.error is not None or self.value is MISSING:
+            # KeyboardInterrupt, a cancellation: the loader's own business, not the
+            # waiters'. They load again instead.
+            raise _Abandoned
         return self.value
 
 
@@ -210,22 +220,24 @@ class Store:
 
     def get_or_load(self, ns: Namespace, key: Key, load: Callable[[], Any]) -> Any:
         """The cached value, or one load shared by every concurrent caller."""
-        with self.lock:
-            found = self._find(key)
-            if found is not MISSING:
-                ns.hits += 1
-                return found
-            ns.misses += 1
-            flight = self._inflight.get(key)
-            if flight is not None:
-                leader = False
-            else:
-                flight = self._inflight[key] = Flight(ns, key)
-                leader = True
-        if not leader:
-            return flight.result()
-        self._run([flight], lambda: {key: load()})
-        return flight.result()
+        missed = False
+        while True:
+            with self.lock:
+                found = self._find(key)
+                if found is not MISSING:
+                    ns.hits += 1
+                    return found
+                if not missed:
+                    ns.misses += 1
+                    missed = True
+                flight, leader = self._join(ns, key)
+            if leader:
+                self._run([flight], lambda: {key: load()})
+                return flight.value
+            try:
+                return flight.result()
+            except _Abandoned:
+                continue  # the loader was interrupted, not failed: load again
 
     def get_many_or_load(
         self,
@@ -245,17 +257,27 @@ class Store:
                     found[key] = value
                     continue
                 ns.misses += 1
-                flight = self._inflight.get(key)
-                if flight is None:
-                    flight = self._inflight[key] = Flight(ns, key)
-                    leads.append(flight)
-                else:
-                    waits.append(flight)
+                flight, leader = self._join(ns, key)
+                (leads if leader else waits).append(flight)
         if leads:
             self._run(leads, lambda: load_many([f.key for f in leads]))
-        for flight in leads + waits:
-            found[flight.key] = flight.result()
+        for flight in leads:
+            found[flight.key] = flight.value
+        for flight in waits:
+            try:
+                found[flight.key] = flight.result()
+            except _Abandoned:
+                load_one = _one_of(load_many, flight.key)
+                found[flight.key] = self.get_or_load(ns, flight.key, load_one)
         return found
+
+    def _join(self, ns: Namespace, key: Key) -> tuple[Flight, bool]:
+        """The load in flight for ``key`` (lock held), or a new one this caller leads."""
+        flight = self._inflight.get(key)
+        if flight is not None and not flight.finished:
+            return flight, False
+        flight = self._inflight[key] = Flight(ns, key)
+        return flight, True
 
     def _find(self, key: Key) -> Any:
         """Lookup with the lock held: the live value or ``MISSING``."""
@@ -272,27 +294,33 @@ class Store:
         return entry[0]
 
     def _run(self, flights: list[Flight], load: Callable[[], Mapping[Key, Any]]) -> None:
-        """Run one load for ``flights``, store what is still leased, wake waiters."""
+        """Run one load for ``flights``, store what is still leased, wake the waiters.
+
+        Whatever happens, every flight is finished and leaves the in-flight table, so
+        no later miss can wait on a load that will never end.
+        """
         ns = flights[0].ns
+        # Age counts from before the read: the row is as old as the query, not the fill.
+        started = monotonic()
         try:
             values = load()
+            with self.lock:
+                ns.loads += 1
+                expires = None if ns.ttl is None else started + ns.ttl
+                for flight in flights:
+                    flight.value = values.get(flight.key)
+                    self._fill(flight, expires)
         except BaseException as exc:
+            for flight in flights:
+                flight.error = exc
             with self.lock:
                 for flight in flights:
-                    flight.error = exc
                     if self._inflight.get(flight.key) is flight:
                         del self._inflight[flight.key]
+            raise
+        finally:
             for flight in flights:
                 flight.finish()
-            raise
-        with self.lock:
-            ns.loads += 1
-            expires = None if ns.ttl is None else monotonic() + ns.ttl
-            for flight in flights:
-                flight.value = values.get(flight.key)
-                self._fill(flight, expires)
-        for flight in flights:
-            flight.finish()
 
     def _fill(self, flight: Flight, expires: float | None) -> None:
         """Store a loaded value if its lease still holds (lock held)."""
@@ -320,6 +348,9 @@ class Store:
             return
         with self.lock:
             self.invalidations += 1
+            if ALL in changes:  # a write whose tables are unknown
+                self._clear()
+                return
             for table, pks in changes.items():
                 for ns in self._by_table.get(table, ()):
                     keys = None if pks is None or ns.pk is None else _row_keys(ns, pks)
@@ -416,6 +447,10 @@ class Store:
                 "maxsize": self.max_entries,
                 "paused": sorted(self._paused),
             }
+
+
+def _one_of(load_many: Callable[[list[Key]], Mapping[Key, Any]], key: Key) -> Callable[[], Any]:
+    return lambda: load_many([key]).get(key)
 
 
 def _row_keys(ns: Namespace, pks: Collection[tuple[Any, ...]]) -> list[Key] | None:

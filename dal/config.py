@@ -91,19 +91,24 @@ def resolve_url(url: str | URL | None) -> URL:
         parsed = make_url(url)
     except (ArgumentError, ValueError, TypeError) as exc:
         raise ConfigError(f"not a database URL: {url!r} ({exc})") from exc
-    backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
-    if SUPPORTED.get(backend) != driver:
-        supported = ", ".join(f"{b}+{d}" for b, d in SUPPORTED.items())
-        raise ConfigError(
-            f"unsupported database driver {backend}+{driver} in "
-            f"{parsed.render_as_string(hide_password=True)!r}; dal supports {supported}"
-        )
+    backend = parsed.get_backend_name()
+    if backend not in SUPPORTED:
+        raise ConfigError(_unsupported(parsed, backend))
+    driver = parsed.get_driver_name()  # loads the dialect: only for known backends
+    if SUPPORTED[backend] != driver:
+        raise ConfigError(_unsupported(parsed, f"{backend}+{driver}"))
     if backend == "sqlite" and parsed.database in (None, "", ":memory:"):
         raise ConfigError(
             "in-memory SQLite gives every pooled connection its own empty database; "
             "give a file path, e.g. sqlite:///app.db"
         )
     return parsed
+
+
+def _unsupported(url: URL, what: str) -> str:
+    supported = ", ".join(f"{b}+{d}" for b, d in SUPPORTED.items())
+    shown = url.render_as_string(hide_password=True)
+    return f"unsupported database {what!r} in {shown!r}; dal supports {supported}"
 
 
 def _integer(name: str, value: Any, minimum: int) -> None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, event
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -66,8 +67,15 @@ class Database:
         self._active: ContextVar[Session | None] = ContextVar(
             f"dal_session_{id(self)}", default=None
         )
+        #: The connection a load of this context is reading on: a miss inside a load
+        #: (a cached function calling a repository) reads there, not on a second one.
+        self._reading: ContextVar[Connection | None] = ContextVar(
+            f"dal_reading_{id(self)}", default=None
+        )
         self._parts: dict[Any, Any] = {}  # per-class state of repositories and queries
         self._closed = False
+        # dispose() leaves a fresh pool behind: after close() it must open nothing.
+        event.listen(self._engine, "do_connect", self._refuse_when_closed)
         #: The cross-process bus (invalidation="postgres"); it starts with caching paused.
         self._bus: Bus | None = None
         if self.settings.invalidation == "postgres":
@@ -76,6 +84,8 @@ class Database:
             self._bus = Bus(connector(self._engine), self._store)
             self._tracker.before_commit = self._bus.publish
             self._bus.start()
+            # A Database dropped without close() must not leave its listener running.
+            weakref.finalize(self, self._bus.stop)
 
     # -- public -------------------------------------------------------------------
 
@@ -211,8 +221,19 @@ class Database:
             return self._read_once(query)
 
     def _read_once(self, query: Callable[[Connection], T]) -> T:
+        outer = self._reading.get()
+        if outer is not None:
+            return query(outer)
         with self._engine.connect() as conn, self._read_mode(conn.connection.dbapi_connection):
-            return query(conn)
+            token = self._reading.set(conn)
+            try:
+                return query(conn)
+            finally:
+                self._reading.reset(token)
+
+    def _refuse_when_closed(self, *args: Any) -> None:
+        """``DialectEvents.do_connect``: no new connection once closed."""
+        self._check_open()
 
     def _read_in_session(self, query: Callable[[Session], T]) -> T:
         """``_read`` for code that wants an ORM session."""

@@ -43,7 +43,9 @@ def create(settings: Settings, tracker: Tracker, counters: PoolCounters) -> Engi
             raise ConfigError(
                 f"SQLite {sqlite3.sqlite_version} is too old; dal needs 3.35 or newer"
             )
-        tracked = connection_class(sqlite3.Connection, tracker, _sqlite_in_transaction)
+        tracked = connection_class(
+            sqlite3.Connection, tracker, _sqlite_in_transaction, commits_when_read=True
+        )
         connect_args = {
             "factory": tracked,
             "check_same_thread": False,  # pooled connections move between threads
@@ -52,7 +54,9 @@ def create(settings: Settings, tracker: Tracker, counters: PoolCounters) -> Engi
     else:
         import psycopg2.extensions
 
-        tracked = connection_class(psycopg2.extensions.connection, tracker, _pg_in_transaction)
+        tracked = connection_class(
+            psycopg2.extensions.connection, tracker, _pg_in_transaction, commits_when_read=False
+        )
         connect_args = {"connection_factory": tracked}
     engine = create_engine(
         settings.url,
@@ -69,6 +73,8 @@ def create(settings: Settings, tracker: Tracker, counters: PoolCounters) -> Engi
     if settings.backend == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     event.listen(engine, "after_execute", tracker.after_execute)
+    event.listen(engine, "after_cursor_execute", tracker.after_cursor_execute)
+    event.listen(engine, "handle_error", tracker.handle_error)
     return engine
 
 
@@ -88,6 +94,8 @@ def _sqlite_in_transaction(connection: Any) -> bool:
 def _pg_in_transaction(connection: Any) -> bool:
     import psycopg2.extensions
 
+    if connection.closed:  # whatever was open is gone
+        return False
     return bool(connection.info.transaction_status != psycopg2.extensions.TRANSACTION_STATUS_IDLE)
 
 

@@ -64,7 +64,7 @@ def freeze(value: Any) -> Any:
         return _List(tuple(value))
     if kind is dict and all(_immutable(item) for item in value.values()):
         return _Dict(tuple(value.items()))
-    if kind is set:
+    if kind is set and all(_immutable(item) for item in value):
         return _Set(frozenset(value))
     return _Copy(copy.deepcopy(value))
 
@@ -87,8 +87,10 @@ def _detach(value: Any) -> Any:
         return [_detach(v) for v in value]
     if kind is tuple:
         return tuple(_detach(v) for v in value)
+    if kind is set or kind is frozenset:
+        return kind(_detach(v) for v in value)
     if kind is dict:
-        return {k: _detach(v) for k, v in value.items()}
+        return {_detach(k): _detach(v) for k, v in value.items()}
     if isinstance(value, Row) and not all(_immutable(v) for v in value):
         return tuple(_detach(v) for v in value)
     state = sa_inspect(value, raiseerr=False)

@@ -109,6 +109,10 @@ class PrimaryKey:
         return self(values[0]) if len(values) == 1 else self(tuple(values))
 
     def _coerce(self, value: Any, python_type: type | None) -> Hashable:
+        if isinstance(value, bool) and python_type is not bool:
+            raise self._bad(value)  # True == 1, but it is no row's key
+        if python_type is str and not isinstance(value, str):
+            raise self._bad(value)  # str() accepts anything: None would become "None"
         if python_type is None or isinstance(value, python_type):
             try:
                 hash(value)

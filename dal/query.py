@@ -63,7 +63,8 @@ class CachedQuery(Generic[P, R]):
         self._store = db._store
         self._key = ArgumentKey(fn, skip=1)
         name = getattr(fn, "__qualname__", repr(fn))
-        self._ns = db._store.namespace(fn, name, tables, ttl)
+        # Keyed by this object: the same function cached twice is two caches.
+        self._ns = db._store.namespace(self, name, tables, ttl)
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -71,7 +72,7 @@ class CachedQuery(Generic[P, R]):
         if self._db._active.get() is not None:
             session = self._db._writing_session()
             if session is not None:  # see the session's own writes; cache nothing
-                return self._fn(session, *args, **kwargs)
+                return thaw(freeze(self._fn(session, *args, **kwargs)))  # type: ignore[no-any-return]
         stored = self._store.get_or_load(self._ns, key, partial(self._load, args, kwargs))
         return thaw(stored)  # type: ignore[no-any-return]
 

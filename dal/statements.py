@@ -1,24 +1,27 @@
 """What a statement wrote: (table, primary keys) from Core DML, tables from text SQL.
 
 Every write reaches the database through a Connection, whether it came from an ORM
-flush, a Core statement or text, so this one analysis serves all of them. Where
-the rows cannot be known exactly, the answer is the whole table (``None``), and
-for text that names no known table, every table (``ALL``): over-invalidating
-costs a reload, under-invalidating would serve stale data.
+flush, a Core statement or text, so this one analysis serves all of them. A compiled
+statement is analysed once (its *shape*, cached with it); each execution then only
+reads its parameters. Where the rows cannot be known exactly, the answer is the whole
+table (``None``), and for text that names no known table, every table (``ALL``):
+over-invalidating costs a reload, under-invalidating would serve stale data.
 """
 
 from __future__ import annotations
 
 import itertools
 import re
+import threading
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Column, Table
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import InvalidRequestError
-from sqlalchemy.sql import operators
-from sqlalchemy.sql.ddl import ExecutableDDLElement
+from sqlalchemy.sql import operators, visitors
+from sqlalchemy.sql.ddl import DDL, ExecutableDDLElement
 from sqlalchemy.sql.dml import Delete, Insert, Update, UpdateBase
 from sqlalchemy.sql.elements import (
     BinaryExpression,
@@ -28,7 +31,7 @@ from sqlalchemy.sql.elements import (
     TextClause,
 )
 
-__all__ = ["ALL", "NEW_ROWS", "Write", "writes_of"]
+__all__ = ["ALL", "NEW_ROWS", "Write", "failed_writes_of", "writes_of"]
 
 #: Table name standing for "every table": a write whose targets are unknown.
 ALL = "*"
@@ -51,30 +54,77 @@ NEW_ROWS: tuple[Any, ...] = (NEW_ROWS_MARK,)
 Write = tuple[str, "set[tuple[Any, ...]] | None", str]
 
 _WRITE_WORDS = re.compile(
-    r"\b(insert|update|delete|merge|upsert|replace|truncate|drop|alter|copy|call)\b", re.I
+    r"\b(insert|update|delete|merge|upsert|replace|truncate|drop|alter|copy|call|do)\b", re.I
 )
 
 
 def writes_of(
-    statement: object, result: Any, known_tables: Callable[[], Iterable[str]]
+    statement: object, context: Any, result: Any, known_tables: Callable[[], Iterable[str]]
 ) -> list[Write]:
-    """The writes ``statement`` made, as seen in an ``after_execute`` event.
+    """The writes an executed ``statement`` made.
 
-    ``known_tables`` is called only for text SQL, to find the tables it names.
+    ``statement`` is what ``after_execute`` received, or the SQL string of a
+    driver-level execution; ``known_tables`` is called only for text SQL. Should the
+    analysis itself fail, the answer is every table: never a write left unseen.
     """
-    if isinstance(statement, UpdateBase):
-        return [_dml(statement, result)]
-    if isinstance(statement, (str, TextClause)):
-        sql = statement if isinstance(statement, str) else statement.text
-        return _text(sql, known_tables)
+    try:
+        return _writes_of(statement, context, result, known_tables)
+    except Exception:
+        return [(ALL, None, "other")]
+
+
+def _writes_of(
+    statement: object, context: Any, result: Any, known_tables: Callable[[], Iterable[str]]
+) -> list[Write]:
+    if isinstance(statement, str):
+        return _text(statement, known_tables)
+    if isinstance(statement, TextClause):
+        return _text(statement.text, known_tables)
+    if isinstance(statement, DDL):
+        return _text(statement.statement, known_tables)
     if isinstance(statement, ExecutableDDLElement):
         target = getattr(statement, "element", None)
         return [(_name(target), None, "other")] if isinstance(target, Table) else []
-    return []
+    compiled = getattr(context, "compiled", None)
+    if compiled is None:
+        return []
+    shape = _shape(compiled)
+    writes = list(shape.embedded)
+    if shape.op:
+        params: Sequence[Mapping[str, Any]] = getattr(context, "compiled_parameters", None) or ()
+        writes.append((shape.table, _rows(shape, params, result), shape.op))
+    return writes
 
 
-def _name(table: Any) -> str:
-    return str(getattr(table, "fullname", None) or table.name)
+def failed_writes_of(context: Any) -> list[Write]:
+    """What a statement that raised may have written: its tables, whole.
+
+    A failed executemany may keep the rows before the failing one.
+    """
+    try:
+        return _failed_writes_of(context)
+    except Exception:
+        return [(ALL, None, "other")]
+
+
+def _failed_writes_of(context: Any) -> list[Write]:
+    compiled = getattr(context, "compiled", None)
+    if compiled is None:
+        statement = getattr(context, "statement", None)
+        return [(ALL, None, "other")] if statement and _WRITE_WORDS.search(statement) else []
+    shape = _shape(compiled)
+    writes = list(shape.embedded)
+    if shape.op:
+        writes.append((shape.table, None, shape.op))
+    return writes
+
+
+def table_of(compiled: Any) -> Table | None:
+    """The Table a compiled DML statement writes (for its foreign keys)."""
+    return _shape(compiled).table_object
+
+
+# -- text -------------------------------------------------------------------------
 
 
 def _text(sql: str, known_tables: Callable[[], Iterable[str]]) -> list[Write]:
@@ -89,53 +139,134 @@ def _mentions(sql: str, table: str) -> bool:
     return re.search(rf"(?<![\w$]){re.escape(bare)}(?![\w$])", sql, re.I) is not None
 
 
-def _dml(statement: UpdateBase, result: Any) -> Write:
-    table = statement.table
-    name = _name(table)
+# -- the shape of a compiled statement ----------------------------------------------------
+
+# One alternative: pk column key -> (compiled bind name, expanding?)
+_Alt = dict[str, tuple[str, bool]]
+
+
+class _Shape(NamedTuple):
+    op: str  # "insert", "update", "delete", or "" for no top-level write
+    table: str
+    table_object: Table | None
+    pk_keys: tuple[str, ...]
+    #: update/delete: alternatives covering the written rows; None: the whole table
+    alternatives: tuple[_Alt, ...] | None
+    #: update: bind names read by the WHERE (other parameters are SET values)
+    where_binds: frozenset[str]
+    #: insert: whether the driver-reported key can be trusted
+    insert_mode: str  # "keys", "new", "table"
+    #: tables written by DML nested in CTEs: whole tables
+    embedded: tuple[Write, ...]
+
+
+_NO_WRITE = _Shape("", "", None, (), None, frozenset(), "", ())
+_shapes: weakref.WeakKeyDictionary[Any, _Shape] = weakref.WeakKeyDictionary()
+_shapes_lock = threading.Lock()
+
+
+def _shape(compiled: Any) -> _Shape:
+    shape = _shapes.get(compiled)
+    if shape is None:
+        statement = getattr(compiled, "statement", None)
+        bind_names = getattr(compiled, "bind_names", None)
+        # DDL compilers have no bind names; DDL is handled before it gets here.
+        shape = (
+            _NO_WRITE
+            if statement is None or bind_names is None
+            else _analyse(statement, bind_names)
+        )
+        with _shapes_lock:
+            _shapes[compiled] = shape
+    return shape
+
+
+def _analyse(statement: Any, bind_names: Mapping[BindParameter[Any], str]) -> _Shape:
+    embedded = tuple(
+        (_name(_base(node.table)), None, "other")
+        for node in visitors.iterate(statement)
+        if isinstance(node, UpdateBase) and node is not statement
+    )
+    if not isinstance(statement, UpdateBase):
+        return _NO_WRITE._replace(embedded=embedded) if embedded else _NO_WRITE
+    target = statement.table
+    base = _base(target)
+    table_object = base if isinstance(base, Table) else None
+    pk_keys = tuple(c.key for c in base.primary_key.columns) if table_object is not None else ()
+    shape = _Shape("", _name(base), table_object, pk_keys, None, frozenset(), "", embedded)
     if isinstance(statement, Insert):
-        return (name, _inserted(statement, table, result), "insert")
+        return shape._replace(op="insert", insert_mode=_insert_mode(statement))
     op = "delete" if isinstance(statement, Delete) else "update"
-    context = getattr(result, "context", None)
-    compiled = getattr(context, "compiled", None)
-    if compiled is None or not isinstance(statement, (Update, Delete)):
-        return (name, None, op)
-    # The compiled form may come from the statement cache: read its own statement
-    # and bind names, with this execution's parameters.
-    compiled_statement = compiled.statement
-    params: Sequence[Mapping[str, Any]] = getattr(context, "compiled_parameters", ())
-    pk_columns = list(table.primary_key.columns) if isinstance(table, Table) else []
-    if not pk_columns:
-        return (name, None, op)
-    where = getattr(compiled_statement, "whereclause", None)
-    alternatives = _match(where, {c.key for c in pk_columns}) if where is not None else None
-    if alternatives is None:
-        return (name, None, op)
-    bind_names: Mapping[BindParameter[Any], str] = compiled.bind_names
-    used = {bind_names.get(b) for alt in alternatives for b, _ in alt.values()}
-    if op == "update" and any(c.key in p and c.key not in used for p in params for c in pk_columns):
-        return (name, None, op)  # the update moves a row to another primary key
-    pks = _evaluate(alternatives, [c.key for c in pk_columns], bind_names, params)
-    return (name, pks, op)
+    shape = shape._replace(op=op)
+    where = getattr(statement, "whereclause", None)
+    if not pk_keys or where is None:
+        return shape
+    found = _match(where, target, set(pk_keys))
+    if found is None or any(set(alt) != set(pk_keys) for alt in found):
+        return shape
+    if isinstance(statement, Update) and _sets_primary_key(statement, pk_keys):
+        return shape  # the row moves to another key: the whole table
+    alternatives = []
+    for alt in found:
+        named = {}
+        for key, (bind, expanding) in alt.items():
+            name = bind_names.get(bind)
+            if name is None:
+                return shape
+            named[key] = (name, expanding)
+        alternatives.append(named)
+    where_binds = frozenset(name for alt in alternatives for name, _ in alt.values())
+    return shape._replace(alternatives=tuple(alternatives), where_binds=where_binds)
 
 
-# One alternative: pk column key -> (bind parameter, expanding?)
-_Alt = dict[str, tuple[BindParameter[Any], bool]]
+def _base(table: Any) -> Any:
+    """The table behind an alias."""
+    while not isinstance(table, Table):
+        element = getattr(table, "element", None)
+        if element is None or element is table:
+            break
+        table = element
+    return table
 
 
-def _match(clause: Any, pk_keys: set[str]) -> list[_Alt] | None:
+def _plain(element: Any) -> Any:
+    """The element without ORM annotations (``update(User).table`` is an annotated copy)."""
+    deannotate = getattr(element, "_deannotate", None)
+    return deannotate() if deannotate is not None else element
+
+
+def _name(table: Any) -> str:
+    return str(getattr(table, "fullname", None) or table.name)
+
+
+def _insert_mode(statement: Insert) -> str:
+    if statement._prefixes or getattr(statement, "_post_values_clause", None) is not None:
+        # INSERT OR REPLACE deletes conflicting rows; an upsert updates one; the
+        # driver may report no key (or another row's) for either.
+        return "table"
+    return "new" if statement.select is not None else "keys"
+
+
+def _sets_primary_key(statement: Update, pk_keys: tuple[str, ...]) -> bool:
+    ordered = getattr(statement, "_ordered_values", None) or ()  # SQLAlchemy 2.0
+    values = list((statement._values or {}).keys()) + [k for k, _ in ordered]
+    return any(getattr(k, "key", k) in pk_keys for k in values)
+
+
+def _match(clause: Any, target: Any, pk_keys: set[str]) -> list[dict[str, Any]] | None:
     """Alternatives whose union covers the rows ``clause`` selects.
 
-    An alternative may bind only some columns of a composite key; ``_evaluate``
-    accepts the answer only if every alternative binds them all.
+    An alternative may bind only some columns of a composite key; the caller accepts
+    the answer only if every alternative binds them all.
     """
     while isinstance(clause, Grouping):
         clause = clause.element
     if isinstance(clause, BinaryExpression):
-        alt = _compare(clause, pk_keys)
+        alt = _compare(clause, target, pk_keys)
         return [alt] if alt else None
     if not isinstance(clause, BooleanClauseList):
         return None
-    children = [_match(child, pk_keys) for child in clause.clauses]
+    children = [_match(child, target, pk_keys) for child in clause.clauses]
     if clause.operator is operators.or_:
         if any(c is None or any(set(alt) != pk_keys for alt in c) for c in children):
             return None
@@ -143,7 +274,7 @@ def _match(clause: Any, pk_keys: set[str]) -> list[_Alt] | None:
     if clause.operator is operators.and_:
         # An AND selects a subset of what any one conjunct selects: merge the
         # single-alternative conjuncts, or else keep one complete OR.
-        merged: _Alt = {}
+        merged: dict[str, Any] = {}
         for c in children:
             if c is not None and len(c) == 1:
                 merged.update(c[0])
@@ -156,62 +287,78 @@ def _match(clause: Any, pk_keys: set[str]) -> list[_Alt] | None:
     return None
 
 
-def _compare(clause: BinaryExpression[Any], pk_keys: set[str]) -> _Alt | None:
+def _compare(clause: BinaryExpression[Any], target: Any, pk_keys: set[str]) -> dict[str, Any]:
     left, right = clause.left, clause.right
     if isinstance(left, BindParameter) and isinstance(right, Column):
         left, right = right, left
-    if not (isinstance(left, Column) and left.primary_key and left.key in pk_keys):
-        return None
-    if not isinstance(right, BindParameter):
-        return None
+    # Only the written table's own key: UPDATE ... FROM other WHERE other.id = 7
+    # says nothing about which rows of the target changed.
+    if not (
+        isinstance(left, Column)
+        and _plain(left.table) is _plain(target)
+        and left.primary_key
+        and left.key in pk_keys
+        and isinstance(right, BindParameter)
+    ):
+        return {}
     if clause.operator is operators.eq:
         return {left.key: (right, False)}
     if clause.operator is operators.in_op:
         return {left.key: (right, True)}
-    return None
+    return {}
 
 
-def _evaluate(
-    alternatives: list[_Alt],
-    pk_keys: list[str],
-    bind_names: Mapping[BindParameter[Any], str],
-    params: Sequence[Mapping[str, Any]],
-) -> set[tuple[Any, ...]] | None:
+# -- one execution ----------------------------------------------------------------
+
+
+def _rows(shape: _Shape, params: Sequence[Mapping[str, Any]], result: Any) -> set[Any] | None:
+    if shape.op == "insert":
+        return _inserted(shape, params, result)
+    if shape.alternatives is None:
+        return None
+    if shape.op == "update" and any(
+        k in p and k not in shape.where_binds for p in params for k in shape.pk_keys
+    ):
+        return None  # a SET parameter moves the row to another key
     pks: set[tuple[Any, ...]] = set()
-    for param_set in params:
-        for alt in alternatives:
-            if set(alt) != set(pk_keys):
-                return None
-            columns = []
-            for key in pk_keys:
-                bind, expanding = alt[key]
-                name = bind_names.get(bind)
-                if name is None or name not in param_set:
-                    return None
-                value = param_set[name]
-                columns.append(list(value) if expanding else [value])
-            pks.update(itertools.product(*columns))
+    try:
+        for param_set in params:
+            for alt in shape.alternatives:
+                columns = [_bound(param_set, *alt[key]) for key in shape.pk_keys]
+                pks.update(itertools.product(*columns))
+    except (KeyError, TypeError):
+        return None
     return pks
 
 
-def _inserted(statement: Insert, table: Any, result: Any) -> set[tuple[Any, ...]] | None:
-    # An upsert may change an existing row (and SQLite reports no key for it).
-    if getattr(statement, "_post_values_clause", None) is not None:
+def _bound(param_set: Mapping[str, Any], name: str, expanding: bool) -> list[Any]:
+    if name in param_set:
+        value = param_set[name]
+        return list(value) if expanding else [value]
+    if not expanding:
+        raise KeyError(name)
+    # An expanding IN parameter appears as name_1, name_2, ... once expanded.
+    prefix = f"{name}_"
+    return [v for k, v in param_set.items() if k.startswith(prefix) and k[len(prefix) :].isdigit()]
+
+
+def _inserted(
+    shape: _Shape, params: Sequence[Mapping[str, Any]], result: Any
+) -> set[tuple[Any, ...]] | None:
+    if shape.insert_mode == "table":
         return None
-    if statement.select is not None:
+    if shape.insert_mode == "new":
         return {NEW_ROWS}
     if isinstance(result, CursorResult):
         rows: Any
         try:
             rows = result.inserted_primary_key_rows
-        except InvalidRequestError:
+        except InvalidRequestError:  # explicit RETURNING, or an executemany without keys
             rows = []
         pks = {tuple(row) for row in rows}
         if pks and all(None not in pk for pk in pks):
             return pks
-    context = getattr(result, "context", None)
-    params = getattr(context, "compiled_parameters", None) or []
-    keys = [c.key for c in table.primary_key.columns] if isinstance(table, Table) else []
+    keys = shape.pk_keys
     if not keys or not params or any(p.get(k) is None for p in params for k in keys):
         return {NEW_ROWS}
     return {tuple(p[k] for k in keys) for p in params}

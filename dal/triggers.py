@@ -7,8 +7,9 @@ for an UPDATE), aggregated in SQL, in the format of ``dal.messages``; past
 ``MAX_KEYS`` keys or the payload limit it names the whole table. Row-level
 triggers would send one message per row of a bulk statement.
 
-Everything here runs on a DBAPI cursor inside the caller's transaction, so a
-``Database`` and the command line (``python -m dal``) share it.
+``change`` does it all in one transaction on a raw pooled connection (DDL is no
+write for the tracker to announce), for ``Database.install_triggers`` and the
+command line (``python -m dal``) alike.
 """
 
 from __future__ import annotations
@@ -95,12 +96,12 @@ END
 $dal$
 """
 
-# (trigger, event, REFERENCING clause, FOR EACH)
+# (trigger, event, REFERENCING clause): all FOR EACH STATEMENT
 _DEFINITIONS = (
-    (TRIGGERS[0], "INSERT", "REFERENCING NEW TABLE AS dal_new", "STATEMENT"),
-    (TRIGGERS[1], "UPDATE", "REFERENCING OLD TABLE AS dal_old NEW TABLE AS dal_new", "STATEMENT"),
-    (TRIGGERS[2], "DELETE", "REFERENCING OLD TABLE AS dal_old", "STATEMENT"),
-    (TRIGGERS[3], "TRUNCATE", "", "STATEMENT"),
+    (TRIGGERS[0], "INSERT", "REFERENCING NEW TABLE AS dal_new"),
+    (TRIGGERS[1], "UPDATE", "REFERENCING OLD TABLE AS dal_old NEW TABLE AS dal_new"),
+    (TRIGGERS[2], "DELETE", "REFERENCING OLD TABLE AS dal_old"),
+    (TRIGGERS[3], "TRUNCATE", ""),
 )
 
 #: The publisher's NOTIFY when some written tables seem to have triggers: checked in
@@ -177,11 +178,11 @@ def _install(cursor: Any, targets: Sequence[Target], sender: str) -> None:
         relation = _relation(cursor, target.name)
         args = [target.name, *_key_columns(cursor, relation, target)]
         arguments = ", ".join(_literal(cursor, arg) for arg in args)
-        for trigger, event, referencing, each in _DEFINITIONS:
+        for trigger, event, referencing in _DEFINITIONS:
             cursor.execute(f"DROP TRIGGER IF EXISTS {trigger} ON {relation}")
             cursor.execute(
                 f"CREATE TRIGGER {trigger} AFTER {event} ON {relation} {referencing} "
-                f"FOR EACH {each} EXECUTE FUNCTION {FUNCTION}({arguments})"
+                f"FOR EACH STATEMENT EXECUTE FUNCTION {FUNCTION}({arguments})"
             )
     cursor.execute("SELECT pg_notify(%s, %s)", (CHANNEL, encode_control(sender)))
 

@@ -1,9 +1,9 @@
 """Adversarial cases for the freshness, single-flight and no-leak promises.
 
-Each xfail test is a known hole: it fails today, and ``strict=True`` turns it into
-a failure once the hole is closed, so the marker must then go. The passing tests
-pin behaviour that looked suspicious but holds. Interleavings are forced with
-events; nothing waits on the clock except to bound a hang.
+Each test pins a way the cache could go stale, leak or hang, found by reading the
+code against the promises. The one strict xfail is a limitation kept by design.
+Interleavings are forced with events; nothing waits on the clock except to bound
+a hang.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from freezegun import freeze_time
-from sqlalchemy import DDL, Table, bindparam, event, insert, select, update
+from sqlalchemy import DDL, Table, bindparam, event, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -85,12 +85,6 @@ MOVES: dict[str, Callable[[Any], None]] = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an UPDATE that sets the primary key is detected only when a parameter is named "
-    "like the pk column; SET id = id + 100 or SET id = :new_id reports only the old key, "
-    "so the cached absence of the new key survives",
-)
 @pytest.mark.parametrize("move", MOVES.values(), ids=MOVES.keys())
 def test_update_that_moves_a_row_to_a_new_primary_key(
     db: dal.Database, users: Users, move: Callable[[Any], None]
@@ -103,11 +97,6 @@ def test_update_that_moves_a_row_to_a_new_primary_key(
     assert moved is not None and moved.name == "user1"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_compare accepts any primary-key column in the WHERE, not only the target "
-    "table's: UPDATE users ... FROM orders WHERE orders.id = 7 is taken as users.id = 7",
-)
 def test_update_from_pinned_by_another_tables_primary_key(db: dal.Database, users: Users) -> None:
     with db.engine.begin() as conn:
         conn.execute(insert(orders_table).values(id=7, user_id=2, amount=5))
@@ -124,11 +113,6 @@ def test_update_from_pinned_by_another_tables_primary_key(db: dal.Database, user
     assert users.get(2).name == "customer of order 7"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an UPDATE of an aliased table is recorded under the alias name ('u'), which "
-    "no namespace depends on, so nothing is invalidated",
-)
 def test_update_of_an_aliased_table(db: dal.Database, users: Users) -> None:
     alias = users_table.alias("u")
     with db.engine.begin() as conn:
@@ -138,11 +122,6 @@ def test_update_of_an_aliased_table(db: dal.Database, users: Users) -> None:
     assert users.get(2).name == "via alias"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DDL('...') elements carry SQL text but no Table element; writes_of returns "
-    "nothing for them, so TRUNCATE (or any statement) run through DDL() never invalidates",
-)
 def test_sql_run_through_a_ddl_element(db: dal.Database, users: Users) -> None:
     postgres = db.settings.backend == "postgresql"
     sql = "TRUNCATE TABLE users CASCADE" if postgres else "DELETE FROM users"
@@ -153,11 +132,6 @@ def test_sql_run_through_a_ddl_element(db: dal.Database, users: Users) -> None:
     assert users.get(1) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="writes_of looks only at the top statement: a data-modifying CTE inside a "
-    "SELECT (or under another DML) is not recorded at all",
-)
 def test_update_inside_a_cte(pg_db: dal.Database) -> None:
     users = Users(pg_db)
     users.add(id=1, email="u1@example.com", name="before")
@@ -176,11 +150,6 @@ def test_update_inside_a_cte(pg_db: dal.Database) -> None:
     assert users.get(1).name == "after"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="INSERT OR REPLACE reports only the inserted key, but REPLACE also deletes "
-    "every row that conflicts on another unique column; those stay cached",
-)
 def test_insert_or_replace_that_deletes_another_row(
     sqlite_db: dal.Database, sqlite_users: Users
 ) -> None:
@@ -210,11 +179,6 @@ def test_a_primary_key_given_as_text_in_a_core_write_refreshes_the_row(
 # --- SQLite: transactions that end somewhere other than the DBAPI commit() -------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pysqlite does not BEGIN before SAVEPOINT, so RELEASE commits; the outer "
-    "rollback then clears the pending keys and the committed write is never invalidated",
-)
 def test_sqlite_savepoint_released_then_outer_rollback(
     sqlite_db: dal.Database, sqlite_users: Users
 ) -> None:
@@ -227,12 +191,6 @@ def test_sqlite_savepoint_released_then_outer_rollback(
     assert sqlite_users.get(3).name == _stored(sqlite_db, 3).name
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="in SQLite autocommit, an UPDATE ... RETURNING commits when its cursor is "
-    "exhausted, after after_execute already invalidated; a read in between stores the "
-    "old row for good",
-)
 def test_sqlite_autocommit_returning_commits_after_the_invalidation(
     sqlite_db: dal.Database, sqlite_users: Users
 ) -> None:
@@ -251,12 +209,6 @@ def test_sqlite_autocommit_returning_commits_after_the_invalidation(
     assert sqlite_users.get(2).name == "returned"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="writes are recorded in after_execute, which a failed statement never reaches; "
-    "a SQLite executemany that fails part-way keeps its earlier rows, and committing "
-    "them invalidates nothing",
-)
 def test_sqlite_executemany_that_fails_part_way_then_commits(
     sqlite_db: dal.Database, sqlite_users: Users
 ) -> None:
@@ -300,11 +252,6 @@ def test_a_base_exception_in_a_load_leaves_no_flight_and_no_connection(db: dal.D
     assert interrupted() == 42
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a waiter re-raises whatever ended the leader, BaseException included: one "
-    "caller's KeyboardInterrupt/timeout/cancellation is raised in every other waiting thread",
-)
 def test_a_waiter_does_not_inherit_the_leaders_cancellation(db: dal.Database) -> None:
     calls: list[int] = []
     leader_in_load = threading.Event()
@@ -361,12 +308,6 @@ class _InterruptibleLock:
         return self._lock.__exit__(*exc_info)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Store._run finishes flights only if load() raised; an exception after it "
-    "returned (taking the lock to fill) orphans the flight, and every later miss on "
-    "that key joins it and waits forever",
-)
 def test_an_exception_between_load_and_fill_does_not_orphan_the_flight(
     db: dal.Database,
 ) -> None:
@@ -449,19 +390,23 @@ def _read_in_a_load(db: dal.Database, users: Users, held: int, wanted: int) -> s
     return name_of(wanted)
 
 
-NESTED: dict[str, Callable[[dal.Database, Users, int, int], str]] = {
-    "session": _read_in_a_session,
-    "cached_query": _read_in_a_load,
-}
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="a miss inside a session or inside another load checks out a second pooled "
-    "connection while the caller holds one: with N callers and pool_size N, all of them "
-    "wait pool_timeout and fail",
+@pytest.mark.parametrize(
+    "nested",
+    [
+        pytest.param(
+            _read_in_a_session,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="by design: a miss inside db.session() reads on its own pooled "
+                "connection, never in the caller's transaction (a failed read would abort "
+                "it, and a REPEATABLE READ snapshot could be older than the lease); size "
+                "the pool for one extra connection per open session",
+            ),
+            id="session",
+        ),
+        pytest.param(_read_in_a_load, id="cached_query"),
+    ],
 )
-@pytest.mark.parametrize("nested", NESTED.values(), ids=NESTED.keys())
 def test_a_miss_inside_a_session_or_load_does_not_need_a_second_connection(
     one_connection: dal.Database, nested: Callable[[dal.Database, Users, int, int], str]
 ) -> None:
@@ -476,11 +421,6 @@ def test_a_miss_inside_a_session_or_load_does_not_need_a_second_connection(
 # --- close, TTL, values -----------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="close() disposes the engine, and SQLAlchemy replaces a disposed pool with a "
-    "new one: a session (or load) already running opens a connection that nothing closes",
-)
 def test_close_while_a_session_is_open_leaves_no_open_connection(db: dal.Database) -> None:
     pk = Users(db).add(email="a@example.com", name="A").id
     engine = db.engine
@@ -495,11 +435,6 @@ def test_close_while_a_session_is_open_leaves_no_open_connection(db: dal.Databas
         engine.dispose()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an entry's expiry is counted from when its load finished, not from when it "
-    "read the database, so a slow load's value outlives the TTL by the load's duration",
-)
 def test_ttl_counts_from_the_read_not_from_the_fill(db: dal.Database) -> None:
     calls: list[int] = []
     with freeze_time("2030-01-01 12:00:00") as clock:
@@ -516,11 +451,6 @@ def test_ttl_counts_from_the_read_not_from_the_fill(db: dal.Database) -> None:
         assert slow() == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="freeze() detaches ORM instances in lists, tuples and dict values only; a set "
-    "of instances (or dict keys) is stored as the live objects and shared by every caller",
-)
 def test_a_set_of_orm_instances_is_not_shared_between_callers(sqlite_db: dal.Database) -> None:
     Users(sqlite_db).add(id=1, email="a@example.com", name="A")
 
@@ -533,3 +463,18 @@ def test_a_set_of_orm_instances_is_not_shared_between_callers(sqlite_db: dal.Dat
         first.name = "changed by one caller"
     (second,) = everyone()
     assert second.name == "A"
+
+
+def test_one_function_cached_twice_keeps_each_depends_on(sqlite_db: dal.Database) -> None:
+    def count(session: Session, model: Any) -> int:
+        return int(session.scalar(select(func.count()).select_from(model)))
+
+    dal.cached_query(sqlite_db, depends_on=[User])(count)
+    order_count = dal.cached_query(sqlite_db, depends_on=[Order])(count)
+    Users(sqlite_db).add(id=1, email="a@example.com", name="A")
+    assert order_count(Order) == 0
+
+    with sqlite_db.engine.begin() as conn:
+        conn.execute(insert(orders_table).values(id=1, user_id=1, amount=5))
+
+    assert order_count(Order) == 1
