@@ -14,6 +14,7 @@ through its repository on its own ``Database``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -25,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from .core import Read, Write, core_read, core_read_many, core_write
 from .data import Item
-from .engines import QueryCounter, make_engine
+from .engines import POOL_SIZE, QueryCounter, make_engine
 from .env import Env
 
 __all__ = ["COMPETITORS", "Competitor", "Unavailable", "create"]
@@ -97,13 +98,23 @@ class Competitor:
         for key in keys:
             self.read(key)
 
-    def warm(self) -> None:
-        """Open pooled connections and compile statements, on keys no workload reads."""
+    def warm(self, threads: int) -> None:
+        """Fill the pool for ``threads`` and compile statements, on keys no workload reads."""
+        engine = self.pooled_engine
+        if engine is not None:
+            with contextlib.ExitStack() as stack:
+                for _ in range(min(threads, POOL_SIZE)):  # the pool keeps this many idle
+                    stack.enter_context(engine.connect())
         warm = self.env.keys.warm
         for key in warm:
             self.read(key)
         if self.batches:
             self.read_many(warm)
+
+    @property
+    def pooled_engine(self) -> Engine | None:
+        """The engine whose pool serves this competitor's reads."""
+        return self.env.engine
 
     @property
     def queries(self) -> int:
@@ -171,6 +182,10 @@ class NoCacheNullPool(NoCacheCore):
     def queries(self) -> int:
         return self._counter.count
 
+    @property
+    def pooled_engine(self) -> Engine | None:
+        return None  # nothing to keep: every query connects
+
     def close(self) -> None:
         self.engine.dispose()
 
@@ -190,7 +205,7 @@ class LockedLRUFloor(Competitor):
         wanted = sorted(set(keys))
         self._fill(max(self.env.config.cache_size, len(wanted)), wanted)
 
-    def warm(self) -> None:
+    def warm(self, threads: int) -> None:
         """Nothing to warm: the floor never touches the database."""
 
     def _fill(self, size: int, keys: Sequence[int]) -> None:
@@ -344,6 +359,10 @@ class Dal(Competitor):
             repository.update(key, version=version)
 
         self.write = write
+
+    @property
+    def pooled_engine(self) -> Engine | None:
+        return None if self._db is None else self._db.engine
 
     @property
     def queries(self) -> int:

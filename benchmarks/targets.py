@@ -147,6 +147,16 @@ RULES: dict[str, tuple[Rule, ...]] = {
     "mixed": (
         Rule("dal serves no stale read (all repetitions)", _stale, "==", 0, unit="stale reads"),
     ),
+    "invalidation": (
+        Rule(
+            "dal: p99 from another process's commit to the key dropped here",
+            lambda rows: None if rows["dal"].p99_us is None else rows["dal"].p99_us / 1000,
+            "<=",
+            20.0,
+            unit="ms",
+        ),
+        Rule("dal serves no stale read after the drop", _stale, "==", 0, unit="stale reads"),
+    ),
 }
 
 

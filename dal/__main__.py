@@ -5,8 +5,7 @@
 
 Name tables as the application's models do (``schema.table`` only if a model sets
 a schema). ``--db`` takes a SQLAlchemy or a libpq URL and defaults to
-``$DAL_DATABASE_URL``. Exit status: 0 done, 1 error,
-2 bad usage.
+``$DAL_DATABASE_URL``. Exit status: 0 done, 1 error, 2 bad usage.
 """
 
 from __future__ import annotations

@@ -7,17 +7,21 @@ under a deadline; nothing sleeps for a fixed time.
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import psycopg2
 import pytest
 from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.orm import Session
 
 import dal
+from dal.bus import Bus
+from dal.cache import Store
 from dal.messages import CHANNEL, Message
 from tests import pgserver
 from tests.models import Order, Tag, User
@@ -39,6 +43,8 @@ class Tags(dal.Repository[Tag]):
 
 
 MakeDb = Callable[..., dal.Database]
+
+users_table = User.__table__
 
 
 @pytest.fixture
@@ -133,7 +139,7 @@ def test_a_repository_write_in_one_database_invalidates_the_other(make_bus_db: M
     users_b.update(1, name="renamed")
 
     wait_until(lambda: users_a.get(1).name == "renamed")
-    assert bus_stats(a)["messages_applied"] >= 1
+    wait_until(lambda: bus_stats(a)["messages_applied"] >= 1)
     assert bus_stats(b)["messages_sent"] >= 1
 
 
@@ -149,8 +155,9 @@ def test_each_database_skips_only_its_own_messages(make_bus_db: MakeDb) -> None:
     users_a.get(2)
     users_b.update(2, name="from b")
     wait_until(lambda: users_a.get(2).name == "from b")
-    assert bus_stats(a)["messages_skipped_own"] >= 1
-    assert bus_stats(b)["messages_skipped_own"] >= 1
+    # Each hears its own messages too (after the other's, perhaps) and skips them.
+    wait_until(lambda: bus_stats(a)["messages_skipped_own"] >= 1)
+    wait_until(lambda: bus_stats(b)["messages_skipped_own"] >= 1)
 
 
 def test_session_and_core_writes_are_announced(make_bus_db: MakeDb) -> None:
@@ -227,7 +234,7 @@ def test_only_the_written_keys_are_dropped(make_bus_db: MakeDb) -> None:
 
     with b.engine.begin() as conn:
         for pk in range(1, 6):
-            conn.execute(update(User).where(User.id == pk).values(balance=0))
+            conn.execute(update(users_table).where(users_table.c.id == pk).values(balance=0))
 
     assert messages.wait_for("users").changes["users"] == {(i,) for i in range(1, 6)}
     assert users_a.cache_info().currsize == 15
@@ -252,6 +259,39 @@ def test_one_message_per_transaction(make_bus_db: MakeDb) -> None:
     assert orders_b.get(1) is not None
 
 
+def test_writes_that_commit_on_their_own_are_announced(make_bus_db: MakeDb) -> None:
+    a, b = make_bus_db(), make_bus_db()
+    users_a = Users(a)
+    seed(users_a)
+    users_a.get(1)
+
+    # The COMMIT in the text ends the transaction: the NOTIFY must not open another
+    # one that nobody commits.
+    with b.engine.connect() as conn:
+        conn.exec_driver_sql("UPDATE users SET name = 'committed' WHERE id = 1; COMMIT")
+
+    wait_until(lambda: users_a.get(1).name == "committed")
+
+
+def test_a_notify_after_the_transaction_ended_is_not_left_in_a_new_one(
+    make_bus_db: MakeDb, postgres_url: str
+) -> None:
+    a = make_bus_db()
+    messages = Messages(a)
+    publisher = Bus(lambda: None, Store(10))  # never started: it only publishes
+    conn = admin(postgres_url)
+    conn.autocommit = False  # and no transaction open: psycopg2 would send BEGIN first
+    try:
+        publisher.publish(conn, {"users": {(1,)}})
+
+        # Delivered with nothing committed: it did not wait in a transaction of its own.
+        assert messages.wait_for("users").changes == {"users": {(1,)}}
+        assert conn.status == psycopg2.extensions.STATUS_READY and not conn.autocommit
+    finally:
+        conn.close()
+        publisher.stop()
+
+
 def test_a_write_of_thousands_of_keys_invalidates_the_whole_table(make_bus_db: MakeDb) -> None:
     a, b = make_bus_db(), make_bus_db()
     users_a = Users(a)
@@ -264,7 +304,7 @@ def test_a_write_of_thousands_of_keys_invalidates_the_whole_table(make_bus_db: M
     table_wide = bus_stats(b)["messages_sent_table_wide"]
 
     # An executemany: dal knows all 5000 keys, too many for one payload.
-    statement = update(User).where(User.id == bindparam("uid")).values(balance=1)
+    statement = update(users_table).where(users_table.c.id == bindparam("uid")).values(balance=1)
     with b.engine.begin() as conn:
         conn.execute(statement, [{"uid": i} for i in range(1, 5001)])
 
@@ -395,6 +435,22 @@ def test_close_stops_the_listener_and_its_connection(
             wait_until(gone)
     finally:
         conn.close()
+
+
+def test_a_database_dropped_without_close_stops_its_listener(
+    pg_db: dal.Database, postgres_url: str
+) -> None:
+    db = dal.Database(postgres_url, invalidation="postgres")
+    bus = db._bus
+    assert bus is not None and bus._thread is not None
+    thread = bus._thread
+    wait_until(lambda: bus.state == "listening")
+
+    del db
+    gc.collect()
+
+    wait_until(lambda: not thread.is_alive())
+    assert bus.state == "stopped"
 
 
 def test_the_option_needs_postgresql(sqlite_url: str) -> None:

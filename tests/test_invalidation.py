@@ -204,15 +204,10 @@ def test_core_update_with_an_in_list_refreshes_those_rows(db: dal.Database, user
     assert [users.get(i).balance for i in (1, 2, 3)] == [0, 20, 0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="IN-list WHERE invalidates the whole table: statements._evaluate looks up the "
-    "expanding bind by its unexpanded name (id_1), but compiled_parameters holds only "
-    "the expanded names (id_1_1, id_1_2)",
-)
 def test_core_update_with_an_in_list_keeps_the_rows_outside_it(
     db: dal.Database, users: Users, statements: StatementLog
 ) -> None:
+    """An IN-list names its rows exactly: the others stay cached."""
     with db.engine.begin() as conn:
         conn.execute(update(users_table).where(users_table.c.id.in_([1, 3])).values(balance=0))
 
@@ -357,13 +352,8 @@ def test_text_delete_and_insert_naming_the_table_refresh_it(db: dal.Database, us
     assert users.get(9).name == "new"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Connection.exec_driver_sql does not fire ConnectionEvents.after_execute in "
-    "SQLAlchemy 2.x (its documented behaviour), and the Tracker listens only there "
-    "(engine.create / Tracker.after_execute): the write is never recorded",
-)
 def test_driver_sql_naming_the_table_refreshes_it(db: dal.Database, users: Users) -> None:
+    """exec_driver_sql reaches no after_execute event; its writes count all the same."""
     with db.engine.begin() as conn:
         conn.exec_driver_sql("UPDATE users SET balance = 0 WHERE id = 3")
 
@@ -412,15 +402,10 @@ def people_view(db: dal.Database) -> Iterator[str]:
             conn.execute(text("DROP VIEW people"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="text SQL that writes but names no cached table is recorded as the ALL table "
-    "('*'), and Store.invalidate ignores it: _by_table has no '*' entry, so nothing is "
-    "dropped although statements.py documents ALL as 'every table'",
-)
 def test_text_write_naming_no_cached_table_refreshes_everything(
     db: dal.Database, people_view: str, statements: StatementLog
 ) -> None:
+    """Text that writes but names no cached table (here a view) may change any table."""
     users = Users(db)
     users.add(id=1, email="u1@example.com", name="before")
     assert users.get(1).name == "before"
@@ -518,13 +503,8 @@ def test_deleting_a_user_drops_the_orders_the_database_cascaded(
     assert orders.get(3).user_id == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="with only the child table cached, text SQL on the parent names no cached table: "
-    "it becomes the ALL table ('*'), which Store.invalidate ignores, and the cascade is "
-    "never looked up",
-)
 def test_text_delete_of_a_parent_drops_cascaded_children_cached_alone(db: dal.Database) -> None:
+    """Only the child table is cached; text SQL deletes the parent it cascades from."""
     with db.engine.begin() as conn:
         conn.execute(insert(users_table).values(id=1, email="a@example.com", name="A"))
     orders = Orders(db)  # no repository or query caches users
@@ -548,13 +528,8 @@ def test_core_delete_of_a_parent_drops_cascaded_children_cached_alone(db: dal.Da
     assert orders.get(1) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cached_query(depends_on=['orders']) by name never calls Tracker.watch, so the "
-    "ON DELETE CASCADE from users to orders is unknown and deleting a user leaves the "
-    "cached orders result stale",
-)
 def test_cascade_reaches_a_query_that_names_its_table_as_a_string(db: dal.Database) -> None:
+    """depends_on by table name still learns the ON DELETE CASCADE into that table."""
     with db.engine.begin() as conn:
         conn.execute(insert(users_table).values(id=1, email="a@example.com", name="A"))
         conn.execute(insert(Order.__table__).values(id=1, user_id=1, amount=5))
@@ -740,15 +715,11 @@ def test_only_the_writing_context_sees_uncommitted_writes(db: dal.Database, user
     assert names() == ["mine", "user2", "user3"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="inside a writing db.session(), CachedQuery.__call__ returns the function's raw "
-    "result (live ORM instances bound to the caller's session) instead of the frozen "
-    "records it returns everywhere else",
-)
 def test_cached_query_in_a_writing_session_returns_records_too(
     db: dal.Database, users: Users
 ) -> None:
+    """Reading its own writes, a cached query still returns records, never live ORM objects."""
+
     @dal.cached_query(db, depends_on=[User])
     def first_user(session: Session) -> User | None:
         return session.get(User, 1)

@@ -190,14 +190,14 @@ def test_find_limit(db: dal.Database) -> None:
     assert users.find(order_by="id", limit=0) == []
 
 
-@pytest.mark.parametrize("limit", [-1, 1.5, "2", True])
 def test_find_rejects_a_bad_limit_before_any_sql(
-    db: dal.Database, statements: StatementLog, limit: object
+    db: dal.Database, statements: StatementLog
 ) -> None:
     users = Users(db)
 
-    with pytest.raises(dal.InvalidArgument, match="limit"):
-        users.find(limit=limit)
+    for limit in (-1, 1.5, "2", True):
+        with pytest.raises(dal.InvalidArgument, match=f"limit.*{limit!r}"):
+            users.find(limit=limit)
 
     assert statements.all == []
 

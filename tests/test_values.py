@@ -50,14 +50,14 @@ def test_attributes_by_column_name(users: Users) -> None:
     )
 
 
-@pytest.mark.parametrize("name", ["name", "id", "not_a_column"])
-def test_setting_an_attribute_raises(users: Users, name: str) -> None:
+def test_setting_an_attribute_raises(users: Users) -> None:
     user = users.get(1)
 
-    with pytest.raises(AttributeError, match="immutable"):
-        setattr(user, name, "changed")
+    for name in ("name", "id", "not_a_column"):
+        with pytest.raises(AttributeError, match="immutable"):
+            setattr(user, name, "changed")
 
-    assert users.get(1).name == "A"
+    assert (users.get(1).id, users.get(1).name) == (1, "A")
     assert not hasattr(users.get(1), "not_a_column")
 
 
@@ -127,16 +127,16 @@ def test_repr_names_the_model_and_every_column(users: Users) -> None:
     )
 
 
-@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
-def test_records_are_picklable(users: Users, protocol: int) -> None:
+def test_records_are_picklable(users: Users) -> None:
     user = users.get(1)
 
-    restored = pickle.loads(pickle.dumps(user, protocol=protocol))
+    for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+        restored = pickle.loads(pickle.dumps(user, protocol=protocol))
 
-    assert restored == user
-    assert type(restored) is type(user)
-    with pytest.raises(AttributeError):
-        restored.name = "changed"
+        assert restored == user, f"protocol {protocol}"
+        assert type(restored) is type(user)
+        with pytest.raises(AttributeError):
+            restored.name = "changed"
 
 
 def test_composite_key_records_are_picklable(db: dal.Database) -> None:

@@ -3,7 +3,8 @@
 A workload turns the run's settings into cases; a case names its competitors and
 how to measure one of them once. The driver does the rest the same way for all:
 for each repetition, each competitor in turn (the order rotates, A B C, B C A...)
-starts over with an empty cache, warms its pool, and is measured; the report
+starts over with an empty cache, fills its pool and compiles its statements on
+keys no measurement reads, and is measured; the report
 gives the median of the repetitions.
 """
 
@@ -25,8 +26,8 @@ __all__ = ["Case", "Workload", "available", "run_case", "split"]
 T = TypeVar("T")
 
 
-def _warm(competitor: Competitor) -> None:
-    competitor.warm()
+def _nothing(competitor: Competitor) -> None:
+    pass
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -39,9 +40,11 @@ class Case:
     describe: str
     threads: int
     competitors: tuple[str, ...]
-    #: Measures one competitor once (after ``reset`` and ``prepare``); gets the repetition.
+    #: Measures one competitor once (after ``reset``, ``warm`` and ``prepare``); gets the
+    #: repetition.
     measure: Callable[[Competitor, int], Sample]
-    prepare: Callable[[Competitor], None] = _warm
+    #: What a competitor needs beyond a warm pool before it is measured (e.g. a full cache).
+    prepare: Callable[[Competitor], None] = _nothing
     #: Whose throughput the ``ratio`` column divides by this row's.
     reference: str | None = "dal"
     #: Post-processing of the case's rows (e.g. a derived ``ideal`` row).
@@ -94,6 +97,7 @@ def run_case(env: Env, case: Case, progress: Progress) -> list[Result]:
             for competitor in competitors[turn:] + competitors[:turn]:
                 progress.step(f"{case.title}: {competitor.name} ({rep + 1}/{repeat})")
                 competitor.reset()
+                competitor.warm(case.threads)
                 case.prepare(competitor)
                 gc.collect()  # no competitor pays for the garbage of the one before it
                 queries, misses = competitor.queries, competitor.misses
