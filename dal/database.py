@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -18,6 +18,7 @@ from .cache import Store
 from .config import Settings, resolve_url
 from .errors import ConfigError, DatabaseClosed, PoolTimeout, translate
 from .invalidation import Tracker
+from .pkread import PkRead
 
 if TYPE_CHECKING:
     from .bus import Bus
@@ -204,7 +205,15 @@ class Database:
         raise error from cause
 
     def _read(self, query: Callable[[Connection], T]) -> T:
-        """Run a read on an autocommit connection; retry once if the connection was dropped.
+        """Run a Core read on an autocommit connection (see ``_retrying``)."""
+        return self._retrying(lambda: self._read_once(query))
+
+    def _read_row(self, reader: PkRead, pk: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        """Read one row by primary key on a pooled DBAPI connection (see ``_retrying``)."""
+        return self._retrying(lambda: self._read_row_once(reader, pk))
+
+    def _retrying(self, attempt: Callable[[], T]) -> T:
+        """Run a read; once more if its pooled connection turned out to be dead.
 
         Pre-pinging every checkout would cost a round trip on every miss; a read is
         safe to repeat, so a dead pooled connection (a database restart) costs one
@@ -213,12 +222,12 @@ class Database:
         self._check_open()
         with self._boundary():
             try:
-                return self._read_once(query)
+                return attempt()
             except DBAPIError as exc:
                 if not exc.connection_invalidated:
                     raise
             self._pool_counters.retries += 1
-            return self._read_once(query)
+            return attempt()
 
     def _read_once(self, query: Callable[[Connection], T]) -> T:
         outer = self._reading.get()
@@ -230,6 +239,37 @@ class Database:
                 return query(conn)
             finally:
                 self._reading.reset(token)
+
+    def _read_row_once(self, reader: PkRead, pk: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        outer = self._reading.get()
+        if outer is not None:  # inside a load: read on its connection
+            return self._fetch(None, outer.connection.dbapi_connection, reader, pk)
+        pooled = self._engine.raw_connection()
+        try:
+            dbapi = pooled.dbapi_connection
+            with self._read_mode(dbapi):
+                return self._fetch(pooled, dbapi, reader, pk)
+        finally:
+            pooled.close()
+
+    def _fetch(
+        self, pooled: Any, dbapi: Any, reader: PkRead, pk: tuple[Any, ...]
+    ) -> tuple[Any, ...] | None:
+        """``reader.run`` on a cursor, driver errors wrapped as SQLAlchemy would wrap them."""
+        dialect = self._engine.dialect
+        cursor = dbapi.cursor()
+        try:
+            return reader.run(cursor, pk)
+        except dialect.loaded_dbapi.Error as exc:
+            gone = dialect.is_disconnect(exc, dbapi, cursor)
+            if gone and pooled is not None:
+                pooled.invalidate(exc)
+            raise DBAPIError.instance(
+                reader.sql, None, exc, dialect.loaded_dbapi.Error, connection_invalidated=gone
+            ) from exc
+        finally:
+            with suppress(Exception):  # a dropped connection's cursor may not close
+                cursor.close()
 
     def _refuse_when_closed(self, *args: Any) -> None:
         """``DialectEvents.do_connect``: no new connection once closed."""

@@ -26,6 +26,7 @@ from .cache import Namespace
 from .database import Database
 from .errors import ConfigError, InvalidArgument, NotFoundError, UnknownColumnError
 from .keys import PrimaryKey
+from .pkread import PkRead
 from .records import Record, RecordType, record_type
 
 __all__ = ["CacheInfo", "Repository"]
@@ -72,6 +73,7 @@ class _Parts:
         db._tracker.watch(self.table)
         selected = self.records.columns
         self.select: Select[Any] = select(*selected)
+        self.pk_read = PkRead(db._engine.dialect, selected, pk_columns)
         self.by_pk = self.select.where(self._pk_equals())
         self.by_pks = self.select.where(self._pk_column().in_(bindparam("pks", expanding=True)))
 
@@ -242,8 +244,7 @@ class Repository(Generic[T]):
     # -- internals ------------------------------------------------------------------------
 
     def _load_one(self, pk: Any) -> Record | None:
-        params = self._parts.pk_params(pk)
-        row = self._db._read(lambda conn: conn.execute(self._parts.by_pk, params).first())
+        row = self._db._read_row(self._parts.pk_read, (pk,) if self._parts.pk.width == 1 else pk)
         return None if row is None else self._make(row)
 
     def _load_many(

@@ -1,7 +1,15 @@
-"""A counting double for SQL: records every statement an engine sends to the database."""
+"""A counting double for SQL: records every statement an engine's connections send.
+
+It counts below SQLAlchemy, on the DBAPI connection (SQLite's trace callback, a
+psycopg2 cursor class), installed as each pooled connection is checked out. So it
+sees every statement that reaches the database, whichever way it was sent: through
+SQLAlchemy's execution, or straight on a pooled DBAPI cursor as dal's cheapest
+reads are.
+"""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from typing import Any
 
@@ -12,30 +20,56 @@ __all__ = ["StatementLog"]
 
 
 class StatementLog:
-    """Statements executed on an engine, in order; safe to share between threads."""
+    """Statements sent on an engine's pooled connections, in order; thread-safe."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._lock = threading.Lock()
         self._statements: list[str] = []
         self._attached = False
+        self._cursor_class: type | None = None
 
     def attach(self) -> StatementLog:
         """Start recording (idempotent)."""
         if not self._attached:
-            event.listen(self.engine, "before_cursor_execute", self._record)
+            event.listen(self.engine, "checkout", self._instrument)
             self._attached = True
         return self
 
     def detach(self) -> None:
         """Stop recording (idempotent)."""
         if self._attached:
-            event.remove(self.engine, "before_cursor_execute", self._record)
+            event.remove(self.engine, "checkout", self._instrument)
             self._attached = False
 
-    def _record(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        with self._lock:
-            self._statements.append(statement)
+    def _instrument(self, dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        if isinstance(dbapi_connection, sqlite3.Connection):
+            dbapi_connection.set_trace_callback(self._record)
+        else:
+            dbapi_connection.cursor_factory = self._psycopg2_cursor()
+
+    def _psycopg2_cursor(self) -> type:
+        if self._cursor_class is None:
+            import psycopg2.extensions
+
+            record = self._record
+
+            class CountingCursor(psycopg2.extensions.cursor):  # type: ignore[misc]
+                def execute(self, query: Any, vars: Any = None) -> Any:
+                    record(query if isinstance(query, str) else query.decode())
+                    return super().execute(query, vars)
+
+                def executemany(self, query: Any, vars_list: Any) -> Any:
+                    record(query if isinstance(query, str) else query.decode())
+                    return super().executemany(query, vars_list)
+
+            self._cursor_class = CountingCursor
+        return self._cursor_class
+
+    def _record(self, statement: str) -> None:
+        if self._attached:
+            with self._lock:
+                self._statements.append(statement)
 
     @property
     def all(self) -> list[str]:

@@ -40,26 +40,26 @@ def _hold_commit(db: dal.Database) -> tuple[threading.Event, threading.Event]:
 
 def _read_held_after_select(
     db: dal.Database, read: Any
-) -> tuple[threading.Thread, list[Any], threading.Event, threading.Event]:
-    """Start ``read`` in a thread that pauses once its SELECT has returned rows.
+) -> tuple[threading.Thread, list[Any], threading.Event]:
+    """Start ``read`` in a thread that pauses once it has read its row, before it stores it.
 
-    Returns the thread, its results, an event set when it holds, and the event
-    that lets it go on to store what it read.
+    The pause is at the pool's checkin: the query is done and its connection is
+    going back. Returns the thread, its results, and the event that lets it go on.
     """
     loaded, proceed = threading.Event(), threading.Event()
     held: list[threading.Thread] = []
 
-    def after_select(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+    def after_read(dbapi_connection: Any, record: Any) -> None:
         if held and threading.current_thread() is held[0]:
             loaded.set()
             assert proceed.wait(10)
 
-    event.listen(db.engine, "after_cursor_execute", after_select)
+    event.listen(db.engine, "checkin", after_read)
     thread, results = _run(read, start=False)
     held.append(thread)
     thread.start()
     assert loaded.wait(10)
-    return thread, results, loaded, proceed
+    return thread, results, proceed
 
 
 def _core_update(db: dal.Database, pk: int, name: str) -> None:
@@ -125,7 +125,7 @@ def test_a_load_that_read_before_the_commit_is_not_stored(db) -> None:
 def test_a_repository_load_that_read_before_the_commit_is_not_stored(db) -> None:
     users = Users(db)
     pk = users.add(email="a@example.com", name="old").id
-    reader, results, _, proceed = _read_held_after_select(db, lambda: users.get(pk))
+    reader, results, proceed = _read_held_after_select(db, lambda: users.get(pk))
     users.update(pk, name="new")
     proceed.set()
     reader.join(10)
@@ -140,7 +140,7 @@ def test_a_read_after_the_commit_does_not_join_a_load_from_before_it(db) -> None
     # returned must run its own query instead of waiting for the old result.
     users = Users(db)
     pk = users.add(email="a@example.com", name="old").id
-    slow, slow_results, _, proceed = _read_held_after_select(db, lambda: users.get(pk))
+    slow, slow_results, proceed = _read_held_after_select(db, lambda: users.get(pk))
     users.update(pk, name="new")
 
     assert users.get(pk).name == "new"  # returned while the old load is still held

@@ -53,28 +53,21 @@ def _misses(db: dal.Database) -> int:
     return int(db.stats()["cache"]["misses"])
 
 
-def _hold_selects_until(db: dal.Database, condition: Callable[[], bool]) -> list[str]:
-    """Count SELECTs on users; each one waits until ``condition`` holds."""
-    seen: list[str] = []
-
-    def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if statement.lstrip().upper().startswith("SELECT") and "users" in statement:
-            seen.append(statement)
-            wait_until(condition)
-
-    event.listen(db.engine, "before_cursor_execute", before)
-    return seen
+def _hold_loads_until(db: dal.Database, condition: Callable[[], bool]) -> None:
+    """Every load waits, as it checks out its connection, until ``condition`` holds."""
+    event.listen(db.engine, "checkout", lambda *args: wait_until(condition))
 
 
-def test_concurrent_misses_on_one_row_issue_one_select(db) -> None:
+def test_concurrent_misses_on_one_row_issue_one_select(db, statements) -> None:
     users = Users(db)
     pk = users.add(email="a@example.com", name="A").id
-    selects = _hold_selects_until(db, lambda: _misses(db) >= THREADS)
+    _hold_loads_until(db, lambda: _misses(db) >= THREADS)
+    statements.clear()
 
     results, errors = _stampede(lambda i: users.get(pk))
 
     assert errors == []
-    assert len(selects) == 1
+    assert len(statements.selects()) == 1
     assert {r.name for r in results} == {"A"} and len(results) == THREADS
     assert db.stats()["cache"]["loads"] == 1
 
@@ -119,10 +112,11 @@ def test_a_failed_load_reaches_every_waiter_and_is_not_cached(db) -> None:
 
 
 @pytest.mark.parametrize("keys", [2, 16])
-def test_get_many_shares_flights_with_concurrent_gets(db, keys: int) -> None:
+def test_get_many_shares_flights_with_concurrent_gets(db, statements, keys: int) -> None:
     users = Users(db)
     pks = [users.add(email=f"u{i}@example.com", name=f"U{i}").id for i in range(keys)]
-    selects = _hold_selects_until(db, lambda: _misses(db) >= keys + THREADS - 1)
+    _hold_loads_until(db, lambda: _misses(db) >= keys + THREADS - 1)
+    statements.clear()
 
     def call(index: int) -> Any:
         # Thread 0 asks for all keys at once; the others each for one key.
@@ -133,6 +127,7 @@ def test_get_many_shares_flights_with_concurrent_gets(db, keys: int) -> None:
     assert _misses(db) == keys + THREADS - 1
     # Every thread missed before any load finished, so each key had exactly one
     # loader: at most one query a key, and no key loaded twice.
+    selects = statements.selects()
     assert 1 <= len(selects) <= keys
     assert db.stats()["cache"]["loads"] == len(selects)
     many = next(r for r in results if isinstance(r, dict))

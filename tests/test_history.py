@@ -79,13 +79,15 @@ def test_no_read_is_older_than_a_write_committed_before_it_began(db) -> None:
                 ended = time.perf_counter_ns()
                 with lock:
                     log.append((pk, version, ended if write else began))
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [
         threading.Thread(target=work, args=(i, [w], writes, True))
         for i, w in enumerate(_writers(db, users))
-    ] + [threading.Thread(target=work, args=(100 + i, readers, reads, False)) for i in range(READERS)]
+    ] + [
+        threading.Thread(target=work, args=(100 + i, readers, reads, False)) for i in range(READERS)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

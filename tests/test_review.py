@@ -331,13 +331,14 @@ def test_get_many_when_a_key_it_waits_for_fails(db: dal.Database, users: Users) 
     a_loading = threading.Event()
     leader: list[threading.Thread] = []
 
-    def fail_in_leader(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+    def fail_in_leader(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        # At checkout, the load's first step: the leader's load fails there.
         if leader and threading.current_thread() is leader[0]:
             a_loading.set()
             wait_until(lambda: _misses(db) >= base + 3)  # get(2) and get_many's two misses
             raise RuntimeError("the load of user 2 failed")
 
-    event.listen(db.engine, "before_cursor_execute", fail_in_leader)
+    event.listen(db.engine, "checkout", fail_in_leader)
     errors: list[BaseException] = []
 
     def get_two() -> None:
@@ -353,7 +354,7 @@ def test_get_many_when_a_key_it_waits_for_fails(db: dal.Database, users: Users) 
     with pytest.raises(RuntimeError, match="user 2"):
         users.get_many([1, 2])  # loads 1 itself, waits for 2
     thread.join(10)
-    event.remove(db.engine, "before_cursor_execute", fail_in_leader)
+    event.remove(db.engine, "checkout", fail_in_leader)
 
     assert len(errors) == 1
     assert _in_flight(db) == 0
