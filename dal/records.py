@@ -93,7 +93,10 @@ class RecordType:
     ):
         self.columns = tuple(columns)
         self.fields = tuple(fields)
-        self.pk_indexes = tuple(i for i, c in enumerate(self.columns) if c.primary_key)
+        # In the primary-key constraint's order, which Session.get and the write
+        # tracking use too (it may differ from the columns' order).
+        table = self.columns[0].table
+        self.pk_indexes = tuple(self.columns.index(c) for c in table.primary_key.columns)
         self._slots = tuple(_slot(f, c) for f, c in zip(fields, columns, strict=True))
         namespace: dict[str, Any] = {
             "__slots__": self._slots,

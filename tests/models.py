@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import ForeignKey, PrimaryKeyConstraint, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "Order", "Tag", "User"]
+__all__ = ["Base", "Order", "Pair", "Tag", "User"]
 
 
 class Base(DeclarativeBase):
@@ -37,4 +37,15 @@ class Tag(Base):
 
     kind: Mapped[str] = mapped_column(String(50), primary_key=True)
     name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    label: Mapped[str] = mapped_column(String(200))
+
+
+class Pair(Base):
+    """A composite primary key whose constraint lists the columns in another order."""
+
+    __tablename__ = "pairs"
+    __table_args__ = (PrimaryKeyConstraint("b", "a"),)
+
+    a: Mapped[str] = mapped_column(String(50))
+    b: Mapped[str] = mapped_column(String(50))
     label: Mapped[str] = mapped_column(String(200))

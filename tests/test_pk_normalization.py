@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import update
 
 import dal
-from tests.models import Tag, User
+from tests.models import Pair, Tag, User
 from tests.sqllog import StatementLog
 
 
@@ -206,3 +206,24 @@ def test_a_value_that_is_not_a_string_is_refused_for_a_string_column(
         _refusal(tags.get, ("color", name))
 
     assert statements.all == []
+
+
+class Pairs(dal.Repository[Pair]):
+    model = Pair
+
+
+def test_a_composite_key_follows_the_primary_key_constraint_order(
+    db: dal.Database, statements: StatementLog
+) -> None:
+    # Keys are given in the constraint's order (b, a), as Session.get takes them.
+    pairs = Pairs(db)
+    pairs.add(a="x", b="y", label="old")
+    assert pairs.get(("y", "x")).label == "old"
+    pairs.update(("y", "x"), label="new")
+    assert pairs.get(("y", "x")).label == "new"
+    with db.engine.begin() as conn:
+        conn.execute(update(Pair).where(Pair.a == "x", Pair.b == "y").values(label="core"))
+    assert pairs.get(("y", "x")).label == "core"
+    statements.clear()
+    assert pairs.get(("y", "x")).label == "core"
+    assert statements.selects() == []
