@@ -94,6 +94,8 @@ def resolve_url(url: str | URL | None) -> URL:
     backend = parsed.get_backend_name()
     if backend not in SUPPORTED:
         raise ConfigError(_unsupported(parsed, backend))
+    if "+" not in parsed.drivername:  # no driver named: the one dal supports
+        parsed = parsed.set(drivername=f"{backend}+{SUPPORTED[backend]}")
     driver = parsed.get_driver_name()  # loads the dialect: only for known backends
     if SUPPORTED[backend] != driver:
         raise ConfigError(_unsupported(parsed, f"{backend}+{driver}"))

@@ -521,3 +521,16 @@ def test_a_database_error_in_a_cached_query_is_translated_and_not_cached(
 
     assert len(calls) == 2
     assert broken.cache_info().currsize == 0
+
+
+@pytest.mark.parametrize(
+    ("url", "driver"),
+    [("postgresql://app@127.0.0.1/app", "psycopg2"), ("sqlite:///app.db", "pysqlite")],
+)
+def test_a_url_without_a_driver_gets_the_supported_one(url: str, driver: str) -> None:
+    # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; dal's hooks are psycopg2's.
+    db = dal.Database(url)
+    try:
+        assert db.settings.url.get_driver_name() == driver
+    finally:
+        db.close()

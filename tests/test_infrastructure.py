@@ -35,7 +35,7 @@ def test_models_create_on_sqlite(sqlite_url: str) -> None:
     try:
         Base.metadata.create_all(engine)
         tables = inspect(engine)
-        assert set(tables.get_table_names()) == {"users", "orders", "tags"}
+        assert set(tables.get_table_names()) == {"users", "orders", "tags", "pairs"}
         assert tables.get_pk_constraint("tags")["constrained_columns"] == ["kind", "name"]
         fk = tables.get_foreign_keys("orders")[0]
         assert (fk["referred_table"], fk["options"].get("ondelete")) == ("users", "CASCADE")
