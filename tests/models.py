@@ -1,11 +1,13 @@
-"""The SQLAlchemy models the test suite reads and writes."""
+"""The SQLAlchemy models the test suite reads and writes, and their repositories."""
 
 from __future__ import annotations
 
 from sqlalchemy import ForeignKey, PrimaryKeyConstraint, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "Order", "Pair", "Tag", "User"]
+import dal
+
+__all__ = ["Base", "Order", "Orders", "Pair", "Pairs", "Tag", "Tags", "User", "Users"]
 
 
 class Base(DeclarativeBase):
@@ -49,3 +51,19 @@ class Pair(Base):
     a: Mapped[str] = mapped_column(String(50))
     b: Mapped[str] = mapped_column(String(50))
     label: Mapped[str] = mapped_column(String(200))
+
+
+class Users(dal.Repository[User]):
+    model = User
+
+
+class Orders(dal.Repository[Order]):
+    model = Order
+
+
+class Tags(dal.Repository[Tag]):
+    model = Tag
+
+
+class Pairs(dal.Repository[Pair]):
+    model = Pair

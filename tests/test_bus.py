@@ -24,22 +24,10 @@ from dal.bus import Bus
 from dal.cache import Store
 from dal.messages import CHANNEL, Message
 from tests import pgserver
-from tests.models import Order, Tag, User
+from tests.models import Order, Orders, Tags, User, Users
 from tests.waiting import wait_until
 
 __all__ = ["Messages", "Orders", "Tags", "Users", "admin", "bus_stats", "make_bus_db"]
-
-
-class Users(dal.Repository[User]):
-    model = User
-
-
-class Orders(dal.Repository[Order]):
-    model = Order
-
-
-class Tags(dal.Repository[Tag]):
-    model = Tag
 
 
 MakeDb = Callable[..., dal.Database]

@@ -9,12 +9,8 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 import dal
-from tests.models import Order, Tag, User
+from tests.models import Order, Tag, User, Users
 from tests.sqllog import StatementLog
-
-
-class Users(dal.Repository[User]):
-    model = User
 
 
 class Calls:

@@ -10,12 +10,8 @@ import pytest
 from sqlalchemy import event, select, update
 
 import dal
-from tests.models import User
+from tests.models import User, Users
 from tests.waiting import wait_until
-
-
-class Users(dal.Repository[User]):
-    model = User
 
 
 def _run(target: Any, start: bool = True) -> tuple[threading.Thread, list[Any]]:

@@ -12,14 +12,10 @@ import pytest
 from sqlalchemy import event, select
 
 import dal
-from tests.models import User
+from tests.models import User, Users
 from tests.waiting import wait_until
 
 THREADS = 64
-
-
-class Users(dal.Repository[User]):
-    model = User
 
 
 def _stampede(call: Callable[[int], Any]) -> tuple[list[Any], list[BaseException]]:

@@ -16,16 +16,8 @@ from sqlalchemy import String, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 import dal
-from tests.models import Order, User
+from tests.models import Orders, User, Users
 from tests.sqllog import StatementLog
-
-
-class Users(dal.Repository[User]):
-    model = User
-
-
-class Orders(dal.Repository[Order]):
-    model = Order
 
 
 def _nothing_cached(db: dal.Database) -> None:

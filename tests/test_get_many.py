@@ -9,16 +9,8 @@ import pytest
 from sqlalchemy import event
 
 import dal
-from tests.models import Tag, User
+from tests.models import Tags, Users
 from tests.sqllog import StatementLog
-
-
-class Users(dal.Repository[User]):
-    model = User
-
-
-class Tags(dal.Repository[Tag]):
-    model = Tag
 
 
 @pytest.fixture

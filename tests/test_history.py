@@ -13,15 +13,11 @@ from typing import Any
 from sqlalchemy import select, update
 
 import dal
-from tests.models import User
+from tests.models import User, Users
 
 ROWS = 3
 READERS = 3
 OPERATIONS = 300
-
-
-class Users(dal.Repository[User]):
-    model = User
 
 
 def _writers(db: dal.Database, users: Users) -> list[Callable[[int], int]]:

@@ -17,23 +17,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 import dal
-from tests.models import Order, Tag, User
+from tests.models import Order, Orders, Tag, Tags, User, Users
 from tests.sqllog import StatementLog
 
 users_table: Table = User.__table__  # type: ignore[assignment]
 tags_table: Table = Tag.__table__  # type: ignore[assignment]
-
-
-class Users(dal.Repository[User]):
-    model = User
-
-
-class Orders(dal.Repository[Order]):
-    model = Order
-
-
-class Tags(dal.Repository[Tag]):
-    model = Tag
 
 
 @pytest.fixture

@@ -14,17 +14,8 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 import dal
-from tests.models import Order, User
+from tests.models import Orders, User, Users
 from tests.sqllog import StatementLog
-
-
-class Users(dal.Repository[User]):
-    model = User
-
-
-class Orders(dal.Repository[Order]):
-    model = Order
-
 
 A, B, C = 1, 2, 3
 

@@ -10,16 +10,8 @@ import pytest
 from sqlalchemy import update
 
 import dal
-from tests.models import Pair, Tag, User
+from tests.models import Pair, Pairs, Tag, Tags, User, Users
 from tests.sqllog import StatementLog
-
-
-class Users(dal.Repository[User]):
-    model = User
-
-
-class Tags(dal.Repository[Tag]):
-    model = Tag
 
 
 @pytest.fixture
@@ -206,10 +198,6 @@ def test_a_value_that_is_not_a_string_is_refused_for_a_string_column(
         _refusal(tags.get, ("color", name))
 
     assert statements.all == []
-
-
-class Pairs(dal.Repository[Pair]):
-    model = Pair
 
 
 def test_a_composite_key_follows_the_primary_key_constraint_order(

@@ -11,20 +11,8 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.pool import NullPool
 
 import dal
-from tests.models import Order, Tag, User
+from tests.models import Order, Orders, Tags, User, Users
 from tests.sqllog import StatementLog
-
-
-class Users(dal.Repository[User]):
-    model = User
-
-
-class Orders(dal.Repository[Order]):
-    model = Order
-
-
-class Tags(dal.Repository[Tag]):
-    model = Tag
 
 
 def _seed(users: Users, n: int = 3) -> None:

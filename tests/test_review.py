@@ -20,15 +20,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 import dal
-from tests.models import Order, User
+from tests.models import Order, User, Users
 from tests.waiting import wait_until
 
 users_table: Table = User.__table__  # type: ignore[assignment]
 orders_table: Table = Order.__table__  # type: ignore[assignment]
-
-
-class Users(dal.Repository[User]):
-    model = User
 
 
 class Cancelled(BaseException):

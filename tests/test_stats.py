@@ -10,14 +10,10 @@ from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
 import dal
-from tests.models import User
+from tests.models import User, Users
 
 CACHE_KEYS = {"hits", "misses", "loads", "stale_fills_prevented", "evictions", "invalidations"}
 POOL_KEYS = {"size", "checked_out", "overflow", "connects", "timeouts"}
-
-
-class Users(dal.Repository[User]):
-    model = User
 
 
 @pytest.fixture

@@ -17,15 +17,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 import dal
-from tests.models import User
+from tests.models import User, Users
 from tests.sqllog import StatementLog
 
 START = datetime.datetime(2030, 1, 1, 12, 0, 0)
 DB_TTL = 300.0  # the Database default, which the ``db`` fixture uses
-
-
-class Users(dal.Repository[User]):
-    model = User
 
 
 class ShortUsers(dal.Repository[User]):

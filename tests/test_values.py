@@ -12,19 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import dal
-from tests.models import Order, Tag, User
-
-
-class Users(dal.Repository[User]):
-    model = User
-
-
-class Orders(dal.Repository[Order]):
-    model = Order
-
-
-class Tags(dal.Repository[Tag]):
-    model = Tag
+from tests.models import Orders, Tags, User, Users
 
 
 @pytest.fixture
