@@ -208,9 +208,12 @@ class Database:
         """Run a Core read on an autocommit connection (see ``_retrying``)."""
         return self._retrying(lambda: self._read_once(query))
 
-    def _read_row(self, reader: PkRead, pk: tuple[Any, ...]) -> tuple[Any, ...] | None:
-        """Read one row by primary key on a pooled DBAPI connection (see ``_retrying``)."""
-        return self._retrying(lambda: self._read_row_once(reader, pk))
+    def _read_raw(self, reader: PkRead, run: Callable[[Any], T]) -> T:
+        """Run ``run(cursor)``, a read by ``reader``, on a pooled DBAPI connection.
+
+        See ``_retrying``; ``reader.sql`` names the read in errors.
+        """
+        return self._retrying(lambda: self._read_raw_once(reader, run))
 
     def _retrying(self, attempt: Callable[[], T]) -> T:
         """Run a read; once more if its pooled connection turned out to be dead.
@@ -240,26 +243,24 @@ class Database:
             finally:
                 self._reading.reset(token)
 
-    def _read_row_once(self, reader: PkRead, pk: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    def _read_raw_once(self, reader: PkRead, run: Callable[[Any], T]) -> T:
         outer = self._reading.get()
         if outer is not None:  # inside a load: read on its connection
-            return self._fetch(None, outer.connection.dbapi_connection, reader, pk)
+            return self._fetch(None, outer.connection.dbapi_connection, reader, run)
         pooled = self._engine.raw_connection()
         try:
             dbapi = pooled.dbapi_connection
             with self._read_mode(dbapi):
-                return self._fetch(pooled, dbapi, reader, pk)
+                return self._fetch(pooled, dbapi, reader, run)
         finally:
             pooled.close()
 
-    def _fetch(
-        self, pooled: Any, dbapi: Any, reader: PkRead, pk: tuple[Any, ...]
-    ) -> tuple[Any, ...] | None:
-        """``reader.run`` on a cursor, driver errors wrapped as SQLAlchemy would wrap them."""
+    def _fetch(self, pooled: Any, dbapi: Any, reader: PkRead, run: Callable[[Any], T]) -> T:
+        """``run(cursor)``, driver errors wrapped as SQLAlchemy would wrap them."""
         dialect = self._engine.dialect
         cursor = dbapi.cursor()
         try:
-            return reader.run(cursor, pk)
+            return run(cursor)
         except dialect.loaded_dbapi.Error as exc:
             gone = dialect.is_disconnect(exc, dbapi, cursor)
             if gone and pooled is not None:

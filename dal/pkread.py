@@ -21,8 +21,16 @@ __all__ = ["PkRead"]
 Processor = Callable[[Any], Any] | None
 
 
+#: The most keys one ``IN`` list carries; more are read in several queries.
+MAX_KEYS = 1024
+
+
 class PkRead:
-    """``SELECT <columns> FROM <table> WHERE <pk> = ...``, compiled once for one dialect."""
+    """``SELECT <columns> FROM <table> WHERE <pk> = ...``, compiled once for one dialect.
+
+    For single-column keys also ``... WHERE <pk> IN (...)``, compiled once for each
+    power-of-two list size (a shorter list repeats its last key).
+    """
 
     def __init__(
         self, dialect: Dialect, columns: Sequence[Column[Any]], pk_columns: Sequence[Column[Any]]
@@ -33,6 +41,9 @@ class PkRead:
         )
         compiled = statement.compile(dialect=dialect)
         self.sql = str(compiled)
+        self._columns = list(columns)
+        self._pk_columns = list(pk_columns)
+        self._many: dict[int, tuple[str, bool]] = {}
         order = compiled.positiontup if compiled.positional else None
         self._order: list[int] | None = None if order is None else [names.index(n) for n in order]
         self._names = names
@@ -52,8 +63,34 @@ class PkRead:
         else:
             cursor.execute(self.sql, tuple(values[i] for i in self._order))
         row = cursor.fetchone()
-        if row is None:
-            return None
+        return None if row is None else self._convert(cursor, [row])[0]
+
+    def run_many(self, cursor: Any, pks: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """The rows whose single-column primary key is in ``pks`` (at most MAX_KEYS)."""
+        size = 1 << max(len(pks) - 1, 0).bit_length()
+        sql, positional = self._many_sql(size)
+        bind = self._binds[0]
+        values = [v if bind is None else bind(v) for v in pks]
+        values += values[-1:] * (size - len(values))
+        if positional:
+            cursor.execute(sql, tuple(values))
+        else:
+            cursor.execute(sql, {f"k{i}": v for i, v in enumerate(values)})
+        return self._convert(cursor, cursor.fetchall())
+
+    def _many_sql(self, size: int) -> tuple[str, bool]:
+        found = self._many.get(size)
+        if found is None:
+            column = self._pk_columns[0]
+            # Bind names k0..kN in order, so a positional driver takes the values as listed.
+            statement = select(*self._columns).where(
+                column.in_([bindparam(f"k{i}") for i in range(size)])
+            )
+            compiled = statement.compile(dialect=self._dialect)
+            found = self._many[size] = (str(compiled), bool(compiled.positional))
+        return found
+
+    def _convert(self, cursor: Any, rows: Sequence[Any]) -> list[tuple[Any, ...]]:
         processors = self._results
         if processors is None:
             processors = self._results = [
@@ -61,5 +98,8 @@ class PkRead:
                 for t, d in zip(self._types, cursor.description, strict=True)
             ]
         if not any(processors):
-            return tuple(row)
-        return tuple(v if p is None else p(v) for v, p in zip(row, processors, strict=True))
+            return [tuple(row) for row in rows]
+        return [
+            tuple(v if p is None else p(v) for v, p in zip(row, processors, strict=True))
+            for row in rows
+        ]

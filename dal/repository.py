@@ -9,7 +9,6 @@ from typing import Any, ClassVar, Generic, NamedTuple, TypeVar, cast
 
 from sqlalchemy import (
     ColumnElement,
-    Connection,
     Select,
     and_,
     bindparam,
@@ -26,7 +25,7 @@ from .cache import Namespace
 from .database import Database
 from .errors import ConfigError, InvalidArgument, NotFoundError, UnknownColumnError
 from .keys import PrimaryKey
-from .pkread import PkRead
+from .pkread import MAX_KEYS, PkRead
 from .records import Record, RecordType, record_type
 
 __all__ = ["CacheInfo", "Repository"]
@@ -244,24 +243,31 @@ class Repository(Generic[T]):
     # -- internals ------------------------------------------------------------------------
 
     def _load_one(self, pk: Any) -> Record | None:
-        row = self._db._read_row(self._parts.pk_read, (pk,) if self._parts.pk.width == 1 else pk)
+        values = (pk,) if self._parts.pk.width == 1 else pk
+        reader = self._parts.pk_read
+        row = self._db._read_raw(reader, lambda cursor: reader.run(cursor, values))
         return None if row is None else self._make(row)
 
     def _load_many(
         self, keys: list[tuple[Namespace, Any]]
     ) -> Mapping[tuple[Namespace, Any], Record]:
         pks = [key[1] for key in keys]
-
-        def query(conn: Connection) -> list[Any]:
-            return list(conn.execute(self._parts.by_pks, {"pks": pks}))
-
+        reader = self._parts.pk_read
+        rows: list[Any] = []
+        if self._parts.pk.width == 1:
+            for start in range(0, len(pks), MAX_KEYS):
+                rows += self._db._read_raw(
+                    reader, partial(reader.run_many, pks=pks[start : start + MAX_KEYS])
+                )
+        else:
+            by_pks = self._parts.by_pks
+            rows = self._db._read(lambda conn: list(conn.execute(by_pks, {"pks": pks})))
         indexes = self._parts.records.pk_indexes
-        rows = self._db._read(query)
-        records = {}
-        for row in rows:
-            pk = self._parts.pk.from_row(tuple(row[i] for i in indexes))
-            records[(self._rows, pk)] = self._make(row)
-        return records
+        from_row = self._parts.pk.from_row
+        rows_ns = self._rows
+        return {
+            (rows_ns, from_row(tuple(row[i] for i in indexes))): self._make(row) for row in rows
+        }
 
     def _load_query(self, query: Select[Any]) -> tuple[Record, ...]:
         rows = self._db._read(lambda conn: conn.execute(query).all())

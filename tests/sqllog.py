@@ -20,7 +20,8 @@ __all__ = ["StatementLog"]
 
 
 class StatementLog:
-    """Statements sent on an engine's pooled connections, in order; thread-safe."""
+    """Statements sent on an engine's pooled connections, in order, with their values
+    bound into the SQL text; thread-safe."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -55,8 +56,9 @@ class StatementLog:
             record = self._record
 
             class CountingCursor(psycopg2.extensions.cursor):  # type: ignore[misc]
+                # Recorded with the values bound, as SQLite's trace callback reports them.
                 def execute(self, query: Any, vars: Any = None) -> Any:
-                    record(query if isinstance(query, str) else query.decode())
+                    record(self.mogrify(query, vars).decode())
                     return super().execute(query, vars)
 
                 def executemany(self, query: Any, vars_list: Any) -> Any:

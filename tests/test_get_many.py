@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+import re
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import insert
 
 import dal
-from tests.models import Tags, Users
+from dal.pkread import MAX_KEYS
+from tests.models import Tags, User, Users
 from tests.sqllog import StatementLog
 
 
@@ -21,37 +21,24 @@ def users(db: dal.Database) -> Users:
     return repo
 
 
-@pytest.fixture
-def parameters(db: dal.Database) -> Iterator[list[Any]]:
-    """The bound parameters of every statement, to see which keys a SELECT asked for."""
-    seen: list[Any] = []
+def _asked_for(statement: str) -> list[int]:
+    """The keys a SELECT ... IN (...) lists, from its SQL text (values bound).
 
-    def record(conn: Any, cursor: Any, statement: str, params: Any, *args: Any) -> None:
-        if statement.lstrip().upper().startswith("SELECT"):
-            seen.append(params)
-
-    event.listen(db.engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(db.engine, "before_cursor_execute", record)
+    A list of n keys is padded to a power of two by repeating its last key.
+    """
+    found = re.search(r"IN \(([^)]*)\)", statement)
+    assert found is not None, statement
+    return [int(v) for v in found.group(1).split(",")]
 
 
-def _values(params: Any) -> set[Any]:
-    """The values bound to one statement (a tuple on SQLite, a dict on PostgreSQL)."""
-    return set(params.values() if isinstance(params, dict) else params)
-
-
-def test_one_select_for_all_misses(
-    users: Users, statements: StatementLog, parameters: list[Any]
-) -> None:
+def test_one_select_for_all_misses(users: Users, statements: StatementLog) -> None:
     statements.clear()
 
     found = users.get_many([1, 2, 3])
 
     assert {pk: r.name for pk, r in found.items()} == {1: "user1", 2: "user2", 3: "user3"}
     assert len(statements.selects()) == 1
-    assert _values(parameters[-1]) == {1, 2, 3}
+    assert set(_asked_for(statements.selects()[-1])) == {1, 2, 3}
 
 
 def test_then_every_key_is_a_hit(users: Users, statements: StatementLog) -> None:
@@ -64,18 +51,17 @@ def test_then_every_key_is_a_hit(users: Users, statements: StatementLog) -> None
 
 
 def test_mixed_hits_and_misses_query_only_the_misses(
-    users: Users, statements: StatementLog, parameters: list[Any]
+    users: Users, statements: StatementLog
 ) -> None:
     users.get(1)
     users.get(3)
     statements.clear()
-    parameters.clear()
 
     found = users.get_many([1, 2, 3, 4])
 
     assert found.keys() == {1, 2, 3, 4}
     assert len(statements.selects()) == 1
-    assert _values(parameters[0]) == {2, 4}
+    assert set(_asked_for(statements.selects()[0])) == {2, 4}
 
 
 def test_missing_pks_are_omitted_and_their_absence_cached(
@@ -103,16 +89,14 @@ def test_empty_input_issues_no_query(users: Users, statements: StatementLog) -> 
     assert statements.all == []
 
 
-def test_duplicates_are_loaded_once(
-    users: Users, statements: StatementLog, parameters: list[Any]
-) -> None:
+def test_duplicates_are_loaded_once(users: Users, statements: StatementLog) -> None:
     statements.clear()
 
     found = users.get_many([2, 2, "2", 3])
 
     assert found.keys() == {2, 3}
     assert len(statements.selects()) == 1
-    assert len(parameters[-1]) == 2
+    assert sorted(_asked_for(statements.selects()[-1])) == [2, 3]
 
 
 def test_accepts_any_iterable(users: Users) -> None:
@@ -177,3 +161,20 @@ def test_an_invalid_pk_is_rejected_before_any_query(users: Users, statements: St
         users.get_many([1, "abc"])
 
     assert statements.all == []
+
+
+def test_more_keys_than_one_in_list_takes_a_query_per_chunk(
+    db: dal.Database, statements: StatementLog
+) -> None:
+    users = Users(db)
+    n = MAX_KEYS + 10
+    with db.engine.begin() as conn:
+        conn.execute(
+            insert(User), [{"id": i, "email": f"c{i}@example.com", "name": "c"} for i in range(n)]
+        )
+    statements.clear()
+
+    found = users.get_many(range(n))
+
+    assert sorted(found) == list(range(n))
+    assert len(statements.selects()) == 2
