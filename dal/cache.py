@@ -210,14 +210,6 @@ class Store:
 
     # -- reads ----------------------------------------------------------------
 
-    def lookup(self, ns: Namespace, key: Key) -> Any:
-        """The cached value for ``key``, or ``MISSING``; counts a hit."""
-        with self.lock:
-            value = self._find(key)
-            if value is not MISSING:
-                ns.hits += 1
-            return value
-
     def get_or_load(self, ns: Namespace, key: Key, load: Callable[[], Any]) -> Any:
         """The cached value, or one load shared by every concurrent caller."""
         missed = False

@@ -18,9 +18,6 @@ catch without knowing dal, and chains the SQLAlchemy or driver error as
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 from sqlalchemy import exc as sa_exc
 
 __all__ = [
@@ -34,7 +31,6 @@ __all__ = [
     "PoolTimeout",
     "UncacheableArgument",
     "UnknownColumnError",
-    "translated",
 ]
 
 
@@ -87,16 +83,3 @@ def translate(exc: sa_exc.SQLAlchemyError, pool_limits: str) -> DalError:
     if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None:
         return DatabaseError(str(exc.orig).strip())
     return DatabaseError(str(exc))
-
-
-@contextmanager
-def translated(pool_limits: str) -> Iterator[None]:
-    """Translate SQLAlchemy errors raised inside the block, once, at dal's boundary."""
-    try:
-        yield
-    except sa_exc.SQLAlchemyError as exc:
-        cause = exc
-    else:
-        return
-    # Raised outside the except block so the traceback blames the translated error.
-    raise translate(cause, pool_limits) from cause

@@ -73,7 +73,6 @@ class _Parts:
         selected = self.records.columns
         self.select: Select[Any] = select(*selected)
         self.pk_read = PkRead(db._engine.dialect, selected, pk_columns)
-        self.by_pk = self.select.where(self._pk_equals())
         self.by_pks = self.select.where(self._pk_column().in_(bindparam("pks", expanding=True)))
 
     def _pk_column(self) -> ColumnElement[Any]:

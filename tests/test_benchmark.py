@@ -33,8 +33,6 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """One quick run: its JSON document, PNG path and printed table."""
-    pytest.importorskip("dogpile.cache")
-    pytest.importorskip("matplotlib")
     out = tmp_path_factory.mktemp("bench")
     json_path, png_path = out / "bench.json", out / "bench.png"
     completed = subprocess.run(
