@@ -9,17 +9,14 @@ per key ever written. The database is never called with the lock held.
 
 from __future__ import annotations
 
-import sys
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
 from time import monotonic  # read at call time: freezegun replaces this global
 from typing import Any
 
-from cachetools import LRUCache
-
 from .errors import DalError, UncacheableArgument
 from .keys import PrimaryKey
+from .lru import LRU, Key, hit_views
 from .statements import ALL, NEW_ROWS
 
 __all__ = ["MISSING", "Changes", "Namespace", "Store"]
@@ -29,8 +26,6 @@ MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING"})()
 
 #: Committed changes: table name -> primary-key tuples, or ``None`` for "any row".
 Changes = Mapping[str, Collection[tuple[Any, ...]] | None]
-
-Key = tuple[Any, Hashable]
 
 
 class Namespace:
@@ -96,84 +91,14 @@ class Flight:
         return self.value
 
 
-class _LRU(LRUCache[Key, tuple[Any, float | None]]):
-    """cachetools' LRU, reporting evictions and bounding entries as well as bytes."""
-
-    def __init__(
-        self,
-        max_entries: int,
-        max_bytes: int | None,
-        on_evict: Callable[[Key], None],
-    ) -> None:
-        if max_bytes is None:
-            super().__init__(max_entries)
-        else:
-            super().__init__(max_bytes, getsizeof=_sizeof)
-        self._max_entries = max_entries
-        self._on_evict = on_evict
-
-    def __setitem__(self, key: Key, value: tuple[Any, float | None]) -> None:
-        super().__setitem__(key, value)
-        while len(self) > self._max_entries:
-            self.popitem()
-
-    def popitem(self) -> tuple[Key, tuple[Any, float | None]]:
-        key, value = super().popitem()
-        self._on_evict(key)
-        return key, value
-
-
-class _Entries:
-    """Stand-in for cachetools' entry dict if its internals ever change: slower, same result."""
-
-    def __init__(self, lru: _LRU) -> None:
-        self._lru = lru
-
-    def get(self, key: Key, default: Any = None) -> Any:
-        return self._lru.get(key, default)  # LRUCache.get refreshes recency itself
-
-    def __getitem__(self, key: Key) -> Any:
-        return self._lru[key]
-
-
-class _Order:
-    def move_to_end(self, key: Key) -> None:
-        pass
-
-
-def _internals(lru: _LRU) -> tuple[Any, Any]:
-    """cachetools' own entry dict and recency order, for the hit path.
-
-    A hit then costs one dict lookup and one ``move_to_end`` (what
-    ``LRUCache.__getitem__`` does, minus two Python frames); inserts, evictions
-    and size accounting still go through cachetools.
-    """
-    entries = getattr(lru, "_Cache__data", None)
-    order = getattr(lru, "_LRUCache__order", None)
-    if isinstance(entries, dict) and isinstance(order, OrderedDict):
-        return entries, order
-    return _Entries(lru), _Order()
-
-
-def _sizeof(entry: tuple[Any, float | None]) -> int:
-    """Approximate bytes of one entry: the value and its direct members."""
-    value = entry[0]
-    size = sys.getsizeof(value)
-    members = getattr(value, "_values", None)
-    items = members() if callable(members) else value
-    if isinstance(items, (tuple, list)):
-        size += sum(sys.getsizeof(item) for item in items)
-    return size
-
-
 class Store:
     """All cached entries of one ``Database``."""
 
     def __init__(self, max_entries: int, max_bytes: int | None = None) -> None:
         self.lock = threading.Lock()
-        self.data = _LRU(max_entries, max_bytes, self._evicted)
-        #: Read-only views for the hit path; see ``_internals``.
-        self.entries, self.order = _internals(self.data)
+        self.data = LRU(max_entries, max_bytes, self._evicted)
+        #: Read-only views for the hit path; see ``lru.hit_views``.
+        self.entries, self.order = hit_views(self.data)
         self.max_entries = max_entries
         self._inflight: dict[Key, Flight] = {}
         self._namespaces: dict[Hashable, Namespace] = {}
