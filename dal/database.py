@@ -286,10 +286,19 @@ class Database:
         return self._read(run)
 
     def _write(self, statement: Callable[[Connection], T]) -> T:
-        """Run ``statement`` in its own transaction; invalidation follows its commit."""
+        """Run ``statement`` in its own transaction; invalidation follows its commit.
+
+        Inside ``session()`` it joins the session's transaction instead, and commits
+        or rolls back with it: a write of its own would wait on the session's row
+        locks, which the session cannot release while it waits for the write.
+        """
         self._check_open()
-        with self._boundary(), self._engine.begin() as conn:
-            return statement(conn)
+        session = self._active.get()
+        with self._boundary():
+            if session is not None:
+                return statement(session.connection())
+            with self._engine.begin() as conn:
+                return statement(conn)
 
     def _writing_session(self) -> Session | None:
         """The context's open ``session()`` if it has written anything, else None."""

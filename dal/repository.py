@@ -92,6 +92,8 @@ class Repository(Generic[T]):
 
     Subclass it with ``model = User`` (and optionally ``ttl = 60.0``); instances are
     cheap, and every instance of one class on one Database shares its cache entries.
+    Writes commit before they return, except inside ``db.session()``, where they are
+    part of the session's transaction.
     """
 
     model: ClassVar[type[Any]]

@@ -338,3 +338,23 @@ def test_a_repository_needs_a_model(db: dal.Database) -> None:
 
     with pytest.raises(dal.ConfigError, match="model"):
         Nothing(db)
+
+
+def test_writes_inside_a_session_join_its_transaction(db: dal.Database) -> None:
+    users = Users(db)
+    pk = users.add(email="a@example.com", name="old").id
+    assert users.get(pk).name == "old"
+
+    with pytest.raises(RuntimeError), db.session() as session:
+        user = session.get(User, pk)
+        user.name = "locked by the session"
+        session.flush()  # the session now holds the row (a lock on PostgreSQL)
+        # A write of its own would wait for that lock forever; joined, it goes through.
+        assert users.update(pk, name="joined").name == "joined"
+        assert session.scalar(select(User.name).where(User.id == pk)) == "joined"
+        raise RuntimeError("roll back")
+    assert users.get(pk).name == "old"  # rolled back with the session, nothing cached
+
+    with db.session():
+        users.update(pk, name="committed")
+    assert users.get(pk).name == "committed"
