@@ -9,6 +9,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+from dal.engine import sqlite_pragmas
+
 __all__ = ["POOL_SIZE", "QueryCounter", "make_engine", "redact"]
 
 #: dal's default pool limits, so pooled baselines queue on the same number of connections.
@@ -30,16 +32,9 @@ def make_engine(url: str, *, null_pool: bool = False) -> Engine:
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT}
     engine = create_engine(url, **kwargs)
     if sqlite:
-        event.listen(engine, "connect", _sqlite_pragmas)
+        # The same settings as dal's engine: a baseline must not pay for a stricter sync mode.
+        event.listen(engine, "connect", sqlite_pragmas)
     return engine
-
-
-def _sqlite_pragmas(dbapi_connection: Any, record: Any) -> None:
-    # The same pragmas as dal's engine: a baseline must not pay for a stricter sync mode.
-    cursor = dbapi_connection.cursor()
-    for pragma in ("journal_mode=WAL", "foreign_keys=ON", "synchronous=NORMAL"):
-        cursor.execute(f"PRAGMA {pragma}")
-    cursor.close()
 
 
 def redact(url: str) -> str:

@@ -14,7 +14,7 @@ from .config import Settings
 from .errors import ConfigError
 from .invalidation import Tracker, connection_class
 
-__all__ = ["PoolCounters", "create", "read_mode"]
+__all__ = ["PoolCounters", "create", "read_mode", "sqlite_pragmas"]
 
 #: RETURNING, which repository writes use to read the row in the same round trip.
 _MIN_SQLITE = (3, 35)
@@ -71,14 +71,15 @@ def create(settings: Settings, tracker: Tracker, counters: PoolCounters) -> Engi
     event.listen(engine, "connect", counters.on_connect)
     event.listen(engine, "invalidate", counters.on_invalidate)
     if settings.backend == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", sqlite_pragmas)
     event.listen(engine, "after_execute", tracker.after_execute)
     event.listen(engine, "after_cursor_execute", tracker.after_cursor_execute)
     event.listen(engine, "handle_error", tracker.handle_error)
     return engine
 
 
-def _sqlite_pragmas(dbapi_connection: Any, record: Any) -> None:
+def sqlite_pragmas(dbapi_connection: Any, record: Any) -> None:
+    """``PoolEvents.connect`` for SQLite: the settings dal's connections run with."""
     # WAL lets readers run while a writer commits; foreign keys are off by default
     # in SQLite; NORMAL sync is durable across application crashes under WAL.
     cursor = dbapi_connection.cursor()

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -191,3 +191,21 @@ def statements(db: Database) -> Iterator[StatementLog]:
         yield log
     finally:
         log.detach()
+
+
+@pytest.fixture
+def open_database(db: Database) -> Iterator[Callable[..., Database]]:
+    """Another Database on the test's URL (tables already made), closed after the test."""
+    import dal
+
+    opened: list[Database] = []
+
+    def make(**settings: Any) -> Database:
+        other = dal.Database(db.settings.url, **settings)
+        opened.append(other)
+        return other
+
+    yield make
+    for other in opened:
+        assert other.stats()["pool"]["checked_out"] == 0
+        other.close()

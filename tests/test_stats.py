@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -22,21 +22,6 @@ def users(db: dal.Database) -> Users:
     for i in (1, 2, 3):
         repo.add(id=i, email=f"u{i}@example.com", name=f"user{i}")
     return repo
-
-
-@pytest.fixture
-def open_database(db: dal.Database) -> Iterator[Callable[..., dal.Database]]:
-    """Another Database on the test's URL (tables already made), closed after the test."""
-    opened: list[dal.Database] = []
-
-    def make(**settings: Any) -> dal.Database:
-        other = dal.Database(db.settings.url, **settings)
-        opened.append(other)
-        return other
-
-    yield make
-    for other in opened:
-        other.close()
 
 
 def _cache(db: dal.Database) -> dict[str, Any]:

@@ -52,22 +52,6 @@ def clock() -> Iterator[Any]:
         yield frozen
 
 
-@pytest.fixture
-def open_database(db: dal.Database) -> Iterator[Callable[..., dal.Database]]:
-    """Another Database on the test's URL (tables already made), closed after the test."""
-    opened: list[dal.Database] = []
-
-    def make(**settings: Any) -> dal.Database:
-        other = dal.Database(db.settings.url, **settings)
-        opened.append(other)
-        return other
-
-    yield make
-    for other in opened:
-        assert other.stats()["pool"]["checked_out"] == 0
-        other.close()
-
-
 def _loads(statements: StatementLog, read: Callable[[], Any]) -> bool:
     """Whether ``read()`` went to the database."""
     statements.clear()
