@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import logging
 import os
 import select
 import socket
@@ -34,6 +35,8 @@ from .messages import CHANNEL, BadMessage, Message, decode, encode
 from .statements import ALL
 
 __all__ = ["Bus", "connector"]
+
+_log = logging.getLogger("dal.bus")
 
 #: The store's pause reason while the listener is not listening.
 PAUSED = "bus"
@@ -90,6 +93,8 @@ class Bus:
         self._wake_r, self._wake_w = socket.socketpair()
         self._conn: Any = None
         self._ever_listened = False
+        #: Whether this outage was logged as a WARNING (its end is then logged as INFO).
+        self._warned = False
         self.state = "stopped"
         self.backend_pid: int | None = None
         self.reconnects = self.errors = 0
@@ -229,6 +234,7 @@ class Bus:
                 covered = triggers.covered(cursor)
         except Exception as exc:  # unreachable, refused, bad password: retry
             self._error(exc)
+            self._warn("cannot listen")
             if conn is not None:
                 _close_quietly(conn)
             return None
@@ -245,6 +251,13 @@ class Bus:
             self.reconnects += 1
         self._ever_listened = True
         self.state = "listening"
+        if self._warned:
+            self._warned = False
+            _log.info(
+                "listener is back on %s (backend %s): caching resumes", CHANNEL, self.backend_pid
+            )
+        else:
+            _log.debug("listening on %s (backend %s)", CHANNEL, self.backend_pid)
         return conn
 
     def _listen(self, conn: Any) -> None:
@@ -268,6 +281,7 @@ class Bus:
             # Something on our channel that we cannot read: it may have meant anything.
             self._error(exc)
             self._store.clear()
+            _log.warning("unreadable message on %s, cache cleared: %s", CHANNEL, exc)
             return
         if message.triggers:
             with conn.cursor() as cursor:
@@ -307,6 +321,18 @@ class Bus:
         self._store.pause(PAUSED)
         self.state = "reconnecting"
         self._error(exc)
+        self._warn("listener lost its connection")
+
+    def _warn(self, what: str) -> None:
+        """Once per outage: WARNING with the error; later failed retries at DEBUG."""
+        level = logging.DEBUG if self._warned else logging.WARNING
+        self._warned = True
+        _log.log(
+            level,
+            "%s (%s); cache cleared, caching paused until LISTEN is back",
+            what,
+            self.last_error,
+        )
 
     def _error(self, exc: BaseException) -> None:
         self.errors += 1

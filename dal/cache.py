@@ -9,6 +9,7 @@ per key ever written. The database is never called with the lock held.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
 from time import monotonic  # read at call time: freezegun replaces this global
@@ -20,6 +21,8 @@ from .lru import LRU, Key, hit_views
 from .statements import ALL, NEW_ROWS
 
 __all__ = ["MISSING", "Changes", "Namespace", "Store"]
+
+_log = logging.getLogger("dal.cache")
 
 #: Returned by lookups that found nothing: ``None`` is a value the cache holds.
 MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING"})()
@@ -263,21 +266,27 @@ class Store:
         """Apply committed changes: drop entries, revoke leases of loads in flight."""
         if not changes:
             return
+        # Logged after the lock is released: a handler may block.
         with self.lock:
-            self.invalidations += 1
-            if ALL in changes:  # a write whose tables are unknown
-                self._clear()
-                return
-            for table, pks in changes.items():
-                for ns in self._by_table.get(table, ()):
-                    keys = None if pks is None or ns.pk is None else _row_keys(ns, pks)
-                    if keys is None:
-                        self._drop_namespace(ns)
-                        continue
-                    for key in keys:
-                        self._drop(key)
-                    if NEW_ROWS in pks:  # type: ignore[operator]
-                        self._drop_absences(ns)
+            self._invalidate(changes)
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug("invalidated %s", _describe(changes))
+
+    def _invalidate(self, changes: Changes) -> None:
+        self.invalidations += 1
+        if ALL in changes:  # a write whose tables are unknown
+            self._clear()
+            return
+        for table, pks in changes.items():
+            for ns in self._by_table.get(table, ()):
+                keys = None if pks is None or ns.pk is None else _row_keys(ns, pks)
+                if keys is None:
+                    self._drop_namespace(ns)
+                    continue
+                for key in keys:
+                    self._drop(key)
+                if NEW_ROWS in pks:  # type: ignore[operator]
+                    self._drop_absences(ns)
 
     def drop(self, ns: Namespace, key: Key | None = None) -> None:
         """Forget one key of ``ns``, or all of it (and revoke their leases)."""
@@ -286,21 +295,30 @@ class Store:
                 self._drop_namespace(ns)
             else:
                 self._drop(key)
+        _log.debug("%s: %s", ns.name, "cleared" if key is None else "one entry invalidated")
 
     def clear(self) -> None:
         """Forget everything and revoke every lease."""
         with self.lock:
             self._clear()
+        _log.debug("cache cleared")
 
     def pause(self, reason: str) -> None:
         """Clear and stop storing until ``resume(reason)``: reads go to the database."""
         with self.lock:
             self._paused.add(reason)
             self._clear()
+        _log.debug("cache cleared; caching paused (%s)", reason)
 
     def resume(self, reason: str) -> None:
         with self.lock:
+            was = reason in self._paused
             self._paused.discard(reason)
+            still = sorted(self._paused)
+        if was:
+            _log.debug(
+                "caching resumed (%s)%s", reason, f"; still paused by {still}" if still else ""
+            )
 
     @property
     def paused(self) -> frozenset[str]:
@@ -377,3 +395,14 @@ def _row_keys(ns: Namespace, pks: Collection[tuple[Any, ...]]) -> list[Key] | No
         return [(ns, ns.pk.from_row(pk)) for pk in pks if pk != NEW_ROWS]
     except (UncacheableArgument, IndexError):
         return None
+
+
+def _describe(changes: Changes) -> str:
+    """Which tables a commit touched and how many rows; never the keys themselves."""
+    if ALL in changes:
+        return "every table (cache cleared)"
+    parts = []
+    for table, pks in changes.items():
+        rows = "all rows" if pks is None else f"{sum(pk != NEW_ROWS for pk in pks)} row(s)"
+        parts.append(f"{table} ({rows}{', new rows' if pks and NEW_ROWS in pks else ''})")
+    return ", ".join(parts)
