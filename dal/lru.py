@@ -8,9 +8,9 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from cachetools import LRUCache
+from cachetools import Cache, LRUCache
 
-__all__ = ["LRU", "Entry", "Key", "hit_views"]
+__all__ = ["LRU", "Entry", "Key", "fallback_views", "hit_views"]
 
 #: (namespace, key within it)
 Key = tuple[Any, Hashable]
@@ -46,21 +46,38 @@ class LRU(LRUCache[Key, Entry]):
 
 
 class _Entries:
-    """Stand-in for cachetools' entry dict if its internals ever change: slower, same result."""
+    """Stand-in for cachetools' entry dict if its internals ever change: slower, same result.
+
+    A lookup must not count as use: the store checks expiry first and refreshes
+    recency only for a live hit (``_Order``), and housekeeping reads entries too.
+    ``Cache.__getitem__`` reads the entry without ``LRUCache``'s recency update.
+    """
+
+    __slots__ = ("_lru",)
 
     def __init__(self, lru: LRU) -> None:
         self._lru = lru
 
     def get(self, key: Key, default: Any = None) -> Any:
-        return self._lru.get(key, default)  # LRUCache.get refreshes recency itself
+        try:
+            return Cache.__getitem__(self._lru, key)
+        except KeyError:
+            return default
 
     def __getitem__(self, key: Key) -> Any:
-        return self._lru[key]
+        return Cache.__getitem__(self._lru, key)
 
 
 class _Order:
+    """Stand-in for cachetools' recency order: a read through ``LRUCache`` is a use."""
+
+    __slots__ = ("_lru",)
+
+    def __init__(self, lru: LRU) -> None:
+        self._lru = lru
+
     def move_to_end(self, key: Key) -> None:
-        pass
+        self._lru[key]  # LRUCache.__getitem__ moves the key to the recent end
 
 
 def hit_views(lru: LRU) -> tuple[Any, Any]:
@@ -74,7 +91,12 @@ def hit_views(lru: LRU) -> tuple[Any, Any]:
     order = getattr(lru, "_LRUCache__order", None)
     if isinstance(entries, dict) and isinstance(order, OrderedDict):
         return entries, order
-    return _Entries(lru), _Order()
+    return fallback_views(lru)
+
+
+def fallback_views(lru: LRU) -> tuple[Any, Any]:
+    """Views through cachetools' public methods, used if its internals change."""
+    return _Entries(lru), _Order(lru)
 
 
 def _sizeof(entry: Entry) -> int:

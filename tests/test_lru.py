@@ -2,6 +2,8 @@
 
 Hits must refresh recency on every read path, including the repository's direct hit
 path, which reads the LRU's entries without going through ``LRUCache.__getitem__``.
+Every test runs twice: on cachetools' own dict and order (the fast views), and on the
+fallback the store uses if those internals ever change; both must behave alike.
 """
 
 from __future__ import annotations
@@ -10,23 +12,35 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from freezegun import freeze_time
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 import dal
+from dal import cache, lru
 from tests.models import Orders, User, Users
 from tests.sqllog import StatementLog
 
 A, B, C = 1, 2, 3
 
 
+@pytest.fixture(params=["fast", "fallback"])
+def views(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Which views of the LRU the stores made in this test read on their hit paths."""
+    if request.param == "fallback":
+        monkeypatch.setattr(cache, "hit_views", lru.fallback_views)
+    return str(request.param)
+
+
 @pytest.fixture
-def small(db: dal.Database) -> Iterator[tuple[dal.Database, StatementLog]]:
+def small(db: dal.Database, views: str) -> Iterator[tuple[dal.Database, StatementLog]]:
     """A Database holding two entries, on the test's tables with users A, B and C."""
     seed = Users(db)
     for pk in (A, B, C):
         seed.add(id=pk, email=f"u{pk}@example.com", name=f"user{pk}")
     other = dal.Database(db.settings.url, cache_size=2)
+    store = other._store
+    assert isinstance(store.entries, dict) is (views == "fast")
     log = StatementLog(other.engine).attach()
     try:
         yield other, log
@@ -177,3 +191,23 @@ def test_an_evicted_entry_is_reloaded_fresh(small: tuple[dal.Database, Statement
     users.update(A, name="renamed")
 
     assert users.get(A).name == "renamed"
+
+
+def test_an_expired_entry_is_reloaded_and_a_live_one_is_not(
+    small: tuple[dal.Database, StatementLog],
+) -> None:
+    db, log = small
+
+    class Short(Users):
+        ttl = 10.0
+
+    short = Short(db)
+    with freeze_time("2030-01-01 00:00:00") as clock:
+        short.get(A)
+        clock.tick(9)
+        assert not _loads(log, lambda: short.get(A))
+        clock.tick(2)
+        assert _loads(log, lambda: short.get(A))
+        assert not _loads(log, lambda: short.get(A))
+
+    assert db.stats()["cache"]["expirations"] == 1
