@@ -13,7 +13,7 @@ import decimal
 import enum
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import Column, Table
@@ -66,7 +66,11 @@ class Record:
         return bool(self._values() == other._values())
 
     def __hash__(self) -> int:
-        return hash((type(self), self._values()))
+        values = self._values()
+        try:
+            return hash((type(self), values))
+        except TypeError:  # a JSON or array column: hash a frozen form, equal if equal
+            return hash((type(self), _hashable(values)))
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._fields)
@@ -81,6 +85,28 @@ class Record:
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Record:
         return self
+
+
+def _hashable(value: Any) -> Any:
+    """A hashable stand-in for ``value`` that is equal whenever the values are equal.
+
+    Hashable values stand for themselves, so a record hashes the same whichever
+    path its hash takes; dicts and sets become frozensets (order does not count
+    for their equality), other containers tuples.
+    """
+    try:
+        hash(value)
+    except TypeError:
+        pass
+    else:
+        return value
+    if isinstance(value, Mapping):
+        return frozenset((key, _hashable(item)) for key, item in value.items())
+    if isinstance(value, (set, frozenset)):
+        return frozenset(value)  # its members are hashable already
+    if isinstance(value, Iterable):
+        return tuple(_hashable(item) for item in value)
+    raise TypeError(f"unhashable column value of type {type(value).__name__}")
 
 
 class RecordType:
