@@ -1,8 +1,10 @@
-"""Shared fixtures: database URLs for SQLite and PostgreSQL, a ready ``dal.Database``, a SQL log.
+"""Shared fixtures: database URLs for SQLite, PostgreSQL and MariaDB/MySQL, a ready
+``dal.Database``, a SQL log.
 
-PostgreSQL is found (or started) once per session, and only when a test asks for it:
-tests on SQLite alone never touch a server. Without a server the PostgreSQL tests are
-skipped, except under ``CI=true`` or with ``$DAL_TEST_POSTGRES_URL`` set, where they fail.
+Each server is found (or started) once per session, and only when a test asks for it:
+tests on SQLite alone never touch a server. Without a server its tests are skipped,
+except under ``CI=true`` or with ``$DAL_TEST_POSTGRES_URL`` / ``$DAL_TEST_MYSQL_URL``
+set, where they fail.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
-from tests import pgserver
+from tests import mysqlserver, pgserver
 from tests.models import Base
 from tests.sqllog import StatementLog
 
@@ -27,13 +29,17 @@ if TYPE_CHECKING:
     from dal import Database
 
 POSTGRES_FIXTURES = frozenset({"postgres_admin_url", "postgres_url", "pg_db"})
+MYSQL_FIXTURES = frozenset({"mysql_admin_url", "mysql_url", "mysql_db"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test that needs PostgreSQL ``postgres``, so ``-m 'not postgres'`` works."""
+    """Mark every test that needs a server ``postgres`` / ``mysql``, so ``-m 'not mysql'`` works."""
     for item in items:
-        if POSTGRES_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        fixtures = getattr(item, "fixturenames", ())
+        if POSTGRES_FIXTURES.intersection(fixtures):
             item.add_marker(pytest.mark.postgres)
+        if MYSQL_FIXTURES.intersection(fixtures):
+            item.add_marker(pytest.mark.mysql)
 
 
 # --- PostgreSQL -------------------------------------------------------------------------
@@ -93,6 +99,74 @@ def postgres_url(postgres_admin_url: str) -> Iterator[str]:
             admin.close()
 
 
+# --- MariaDB / MySQL ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def mysql_admin_url() -> Iterator[str]:
+    """SQLAlchemy URL (no database) of a MariaDB/MySQL server where we may CREATE DATABASE."""
+    try:
+        url, server = mysqlserver.discover()
+    except mysqlserver.MysqlNotFound as exc:
+        message = (
+            "no MariaDB/MySQL server for the integration tests. Tried:\n"
+            f"{exc}\n"
+            "Provide one of:\n"
+            f"  1. ${mysqlserver.ENV_URL}=mysql+pymysql://USER:PASSWORD@HOST:PORT/"
+            " (a user allowed to CREATE DATABASE);\n"
+            "  2. a server on 127.0.0.1:3306 accepting user 'root' without a password;\n"
+            "  3. mariadb-install-db and mariadbd on PATH or in /usr/sbin,"
+            " to start a throwaway server."
+        )
+        if mysqlserver.in_ci() or os.environ.get(mysqlserver.ENV_URL):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    try:
+        yield url
+    finally:
+        if server is not None:
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def mysql_url(mysql_admin_url: str) -> Iterator[str]:
+    """SQLAlchemy URL of a fresh database, created for this session and dropped after it."""
+    name = f"dal_test_{os.getpid()}_{secrets.token_hex(4)}"
+    admin = mysqlserver.connect(mysql_admin_url)
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    finally:
+        admin.close()
+    url = make_url(mysql_admin_url).set(drivername="mysql+pymysql", database=name)
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        admin = mysqlserver.connect(mysql_admin_url)
+        try:
+            # A leaked connection holding a metadata lock would make DROP DATABASE wait.
+            _kill_mysql_sessions(admin, name)
+            with admin.cursor() as cur:
+                cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        finally:
+            admin.close()
+
+
+def _kill_mysql_sessions(conn: Any, database: str) -> None:
+    """KILL the connections to ``database`` other than ``conn``'s own."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT id FROM information_schema.PROCESSLIST WHERE db = %s AND id <> CONNECTION_ID()",
+            (database,),
+        )
+        for (session_id,) in cur.fetchall():
+            try:
+                cur.execute(f"KILL {int(session_id)}")
+            except Exception as exc:  # it may have ended meanwhile
+                if "Unknown thread id" not in str(exc):
+                    raise
+
+
 # --- URLs -------------------------------------------------------------------------------
 
 
@@ -102,16 +176,20 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path}/dal.db"
 
 
+#: db_url's param -> the fixture that gives its URL.
+BACKEND_URLS = {"sqlite": "sqlite_url", "postgres": "postgres_url", "mysql": "mysql_url"}
+
+
 @pytest.fixture(
-    params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
-    ids=["sqlite", "postgres"],
+    params=[
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+    ],
 )
 def db_url(request: pytest.FixtureRequest) -> str:
     """The URL of each backend in turn: the contract suite runs once per backend."""
     # getfixturevalue, not a fixture argument: the SQLite run must not look for a server.
-    if request.param == "postgres":
-        return str(request.getfixturevalue("postgres_url"))
-    return str(request.getfixturevalue("sqlite_url"))
+    return str(request.getfixturevalue(BACKEND_URLS[request.param]))
 
 
 # --- dal.Database -----------------------------------------------------------------------
@@ -123,24 +201,30 @@ def _schema(url: str, *, create: bool) -> None:
     A separate, unpooled engine: the ``Database`` under test starts with a cold pool
     and counters at zero, and sees no DDL.
     """
-    postgres = make_url(url).get_backend_name() == "postgresql"
+    backend = make_url(url).get_backend_name()
     # A connection leaked by a failed test may hold a lock on a table: wait a little,
     # not forever, then end such sessions and drop again.
-    connect_args = {"options": "-c lock_timeout=5s"} if postgres else {}
+    connect_args = {
+        "postgresql": {"options": "-c lock_timeout=5s"},
+        "mysql": {"init_command": "SET SESSION lock_wait_timeout = 5"},
+    }.get(backend, {})
     engine = create_engine(url, poolclass=NullPool, connect_args=connect_args)
     try:
         try:
             Base.metadata.drop_all(engine)
         except OperationalError:
-            if not postgres:
+            if backend == "sqlite":
                 raise
             with engine.connect() as conn:
-                conn.execute(
-                    text(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                if backend == "mysql":
+                    _kill_mysql_sessions(conn.connection.dbapi_connection, str(engine.url.database))
+                else:
+                    conn.execute(
+                        text(
+                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                        )
                     )
-                )
             Base.metadata.drop_all(engine)
         if create:
             Base.metadata.create_all(engine)
@@ -160,8 +244,8 @@ def _open_database(url: str) -> Iterator[Database]:
         assert checked_out == 0, f"{checked_out} pooled connection(s) still checked out"
     finally:
         database.close()
-        if make_url(url).get_backend_name() == "postgresql":
-            # The PostgreSQL database is shared by the whole session.
+        if make_url(url).get_backend_name() != "sqlite":
+            # A server's database is shared by the whole session.
             _schema(url, create=False)
 
 
@@ -181,6 +265,12 @@ def sqlite_db(sqlite_url: str) -> Iterator[Database]:
 def pg_db(postgres_url: str) -> Iterator[Database]:
     """A ``dal.Database`` with empty test tables, on PostgreSQL only."""
     yield from _open_database(postgres_url)
+
+
+@pytest.fixture
+def mysql_db(mysql_url: str) -> Iterator[Database]:
+    """A ``dal.Database`` with empty test tables, on MariaDB/MySQL only."""
+    yield from _open_database(mysql_url)
 
 
 @pytest.fixture

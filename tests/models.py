@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 from sqlalchemy import ForeignKey, PrimaryKeyConstraint, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -11,7 +13,9 @@ __all__ = ["Base", "Order", "Orders", "Pair", "Pairs", "Tag", "Tags", "User", "U
 
 
 class Base(DeclarativeBase):
-    pass
+    # MySQL refuses a VARCHAR without a length at CREATE TABLE: a bare Mapped[str]
+    # gets one here.
+    type_annotation_map: ClassVar[dict[Any, Any]] = {str: String(200)}
 
 
 class User(Base):

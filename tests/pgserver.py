@@ -110,15 +110,15 @@ def free_port() -> int:
         return port
 
 
-def _unprivileged_user() -> str | None:
-    """The OS user to run initdb/pg_ctl as: None unless we are root (initdb refuses root)."""
+def _unprivileged_user(names: tuple[str, ...] = ("postgres", "nobody")) -> str | None:
+    """The OS user to run a throwaway server as: None unless we are root (servers refuse root)."""
     if os.geteuid() != 0:
         return None
-    for name in ("postgres", "nobody"):
+    for name in names:
         with contextlib.suppress(KeyError):
             pwd.getpwnam(name)
             return name
-    raise PostgresNotFound("running as root and neither a 'postgres' nor a 'nobody' user exists")
+    raise PostgresNotFound(f"running as root and none of the users {names} exists")
 
 
 def _as_user(user: str | None, cmd: list[str]) -> list[str]:

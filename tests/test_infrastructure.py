@@ -10,7 +10,7 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from tests import pgserver
+from tests import mysqlserver, pgserver
 from tests.models import Base, Order, Tag, User
 from tests.sqllog import StatementLog
 
@@ -23,11 +23,12 @@ def test_sqlite_url_is_a_file_private_to_the_test(sqlite_url: str, tmp_path: Pat
 
 def test_db_url_gives_each_backend(db_url: str, request: pytest.FixtureRequest) -> None:
     backend = request.node.callspec.params["db_url"]
-    expected = {"sqlite": "sqlite", "postgres": "postgresql"}[backend]
+    expected = {"sqlite": "sqlite", "postgres": "postgresql", "mysql": "mysql"}[backend]
     assert make_url(db_url).get_backend_name() == expected
-    # The PostgreSQL run carries the marker, so -m "not postgres" leaves it out.
-    marked = request.node.get_closest_marker("postgres") is not None
-    assert marked == (backend == "postgres")
+    # A server's run carries its marker, so -m "not postgres" leaves it out.
+    for server in ("postgres", "mysql"):
+        marked = request.node.get_closest_marker(server) is not None
+        assert marked == (backend == server)
 
 
 def test_models_create_on_sqlite(sqlite_url: str) -> None:
@@ -169,3 +170,71 @@ def test_throwaway_cluster_starts_on_a_free_port_and_is_removed() -> None:
         cluster.stop()
     assert cluster.root is None and not root.exists()
     assert pgserver.ping(cluster.url) is not None
+
+
+@pytest.mark.mysql
+def test_mysql_database_is_fresh_and_empty(mysql_url: str) -> None:
+    url = make_url(mysql_url)
+    assert url.drivername == "mysql+pymysql"
+    assert url.database is not None and url.database.startswith("dal_test_")
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            assert conn.scalar(text("SELECT DATABASE()")) == url.database
+        assert inspect(engine).get_table_names() == []
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.mysql
+def test_mysql_models_create_with_lengths_and_keys(mysql_url: str) -> None:
+    engine = create_engine(mysql_url, poolclass=NullPool)
+    try:
+        Base.metadata.create_all(engine)
+        tables = inspect(engine)
+        assert set(tables.get_table_names()) == {"users", "orders", "tags", "pairs"}
+        assert tables.get_pk_constraint("pairs")["constrained_columns"] == ["b", "a"]
+        fk = tables.get_foreign_keys("orders")[0]
+        assert (fk["referred_table"], fk["options"].get("ondelete")) == ("users", "CASCADE")
+    finally:
+        Base.metadata.drop_all(engine)
+        engine.dispose()
+
+
+def test_mysql_ping_reports_why_a_server_does_not_answer() -> None:
+    port = pgserver.free_port()
+    reason = mysqlserver.ping(f"mysql+pymysql://root@127.0.0.1:{port}/")
+    assert reason is not None and str(port) in reason
+
+
+def test_mysql_discover_fails_loudly_for_an_unreachable_configured_server(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    port = pgserver.free_port()
+    monkeypatch.setenv(mysqlserver.ENV_URL, f"mysql://root@127.0.0.1:{port}/")
+    with pytest.raises(mysqlserver.MysqlNotFound, match=mysqlserver.ENV_URL):
+        mysqlserver.discover()
+
+
+@pytest.mark.mysql
+@pytest.mark.slow
+def test_throwaway_mysql_server_starts_on_a_free_port_and_is_removed() -> None:
+    binaries = mysqlserver.find_binaries()
+    if binaries is None:
+        message = "mariadb-install-db/mariadbd not found: cannot start a throwaway server"
+        if mysqlserver.in_ci():
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    server = mysqlserver.ThrowawayServer(*binaries)
+    try:
+        server.start()
+        root = server.root
+        assert root is not None and root.is_dir()
+        assert server.port != 3306
+        assert mysqlserver.ping(server.url) is None
+        process = server.process
+    finally:
+        server.stop()
+    assert server.root is None and not root.exists()
+    assert process is not None and process.returncode is not None
+    assert mysqlserver.ping(server.url) is not None
