@@ -383,6 +383,15 @@ class Store:
                 "paused": sorted(self._paused),
             }
 
+    def namespace_stats(self) -> dict[str, tuple[int, int, int, int]]:
+        """``name -> (hits, misses, loads, entries)``, for metrics; one name may be several."""
+        totals: dict[str, tuple[int, int, int, int]] = {}
+        with self.lock:
+            for ns in self._namespaces.values():
+                h, m, lo, e = totals.get(ns.name, (0, 0, 0, 0))
+                totals[ns.name] = (h + ns.hits, m + ns.misses, lo + ns.loads, e + len(ns.keys))
+        return totals
+
 
 def _one_of(load_many: Callable[[list[Key]], Mapping[Key, Any]], key: Key) -> Callable[[], Any]:
     return lambda: load_many([key]).get(key)
