@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Row
+from sqlalchemy.engine.result import result_tuple
 
 from .records import IMMUTABLE_TYPES, Record, record_type
 
@@ -78,23 +79,33 @@ def _immutable(value: Any) -> bool:
     return False
 
 
-def _detach(value: Any) -> Any:
-    """``value`` with ORM instances replaced by records, through containers."""
+def _detach(value: Any, memo: dict[int, Any] | None = None) -> Any:
+    """``value`` with ORM instances replaced by records, through containers.
+
+    ``memo`` (``id(instance)`` -> record) makes an instance reached twice one record.
+    """
     kind = type(value)
     if kind in IMMUTABLE_TYPES:
         return value
+    memo = {} if memo is None else memo
     if kind is list:
-        return [_detach(v) for v in value]
+        return [_detach(v, memo) for v in value]
     if kind is tuple:
-        return tuple(_detach(v) for v in value)
+        return tuple(_detach(v, memo) for v in value)
     if kind is set or kind is frozenset:
-        return kind(_detach(v) for v in value)
+        return kind(_detach(v, memo) for v in value)
     if kind is dict:
-        return {_detach(k): _detach(v) for k, v in value.items()}
-    if isinstance(value, Row) and not all(_immutable(v) for v in value):
-        return tuple(_detach(v) for v in value)
+        return {_detach(k, memo): _detach(v, memo) for k, v in value.items()}
+    if isinstance(value, Row):
+        if all(_immutable(v) for v in value):
+            return value
+        # A Row again, so row.User and row._mapping keep working.
+        return result_tuple(value._fields)([_detach(v, memo) for v in value])
     state = sa_inspect(value, raiseerr=False)
     mapper = getattr(state, "mapper", None)
     if mapper is not None and getattr(state, "obj", None) is not None:
-        return record_type(mapper.class_).from_instance(value)
+        found = memo.get(id(value))
+        if found is None:
+            found = record_type(mapper.class_).from_instance(value, memo)
+        return found
     return value

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from functools import partial
 from time import monotonic  # read at call time: freezegun replaces this global
-from typing import Any, ClassVar, Generic, NamedTuple, TypeVar, cast
+from typing import Any, ClassVar, Generic, NamedTuple, TypeVar, cast, get_args, get_origin
 
 from sqlalchemy import (
     ColumnElement,
     Select,
+    Table,
     and_,
     bindparam,
     delete,
@@ -51,9 +52,19 @@ class _Parts:
     def __init__(self, db: Database, cls: type[Repository[Any]]) -> None:
         model = getattr(cls, "model", None)
         if model is None:
-            raise ConfigError(f"{cls.__qualname__} must set `model = <mapped class>`")
+            raise ConfigError(
+                f"{cls.__qualname__} must name its model: `class {cls.__name__}"
+                "(dal.Repository[User])` or `model = User`"
+            )
+        mapper = sa_inspect(model, raiseerr=False)
+        if mapper is None or not isinstance(mapper.local_table, Table) or mapper.inherits:
+            raise ConfigError(
+                f"{getattr(model, '__name__', model)!r} is not mapped to a single table; "
+                "dal repositories support models mapped to one Table without inheritance "
+                "(a cached_query can return instances of a mapped hierarchy)"
+            )
         self.records: RecordType = record_type(model)
-        self.table = sa_inspect(model).local_table
+        self.table = mapper.local_table
         self.columns = {
             f: c for f, c in zip(self.records.fields, self.records.columns, strict=True)
         }
@@ -87,6 +98,16 @@ class _Parts:
         return {f"pk{i}": v for i, v in enumerate(values)}
 
 
+def _model_argument(cls: type[Any]) -> Any:
+    """``User`` of ``class Users(Repository[User])``, or None (unparametrized, a TypeVar)."""
+    for base in cls.__dict__.get("__orig_bases__", ()):
+        origin = get_origin(base)
+        if isinstance(origin, type) and issubclass(origin, Repository):
+            (argument,) = get_args(base)
+            return argument if isinstance(argument, type) else None
+    return None
+
+
 class Repository(Generic[T]):
     """Reads and writes of one mapped model, through the Database's cache.
 
@@ -96,9 +117,24 @@ class Repository(Generic[T]):
     part of the session's transaction.
     """
 
-    model: ClassVar[type[Any]]
+    #: The mapped class; inferred from ``Repository[User]`` when not set.
+    model: type[T]
     #: Seconds an entry may be served; None for no age limit. Default: the Database's.
     ttl: ClassVar[float | None] = _DEFAULT
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        named = _model_argument(cls)
+        if named is None:
+            return
+        own = cls.__dict__.get("model")
+        if own is None:
+            cls.model = named
+        elif own is not named:
+            raise ConfigError(
+                f"{cls.__qualname__}: model = {getattr(own, '__name__', own)} does not "
+                f"match Repository[{named.__name__}]"
+            )
 
     def __init__(self, db: Database) -> None:
         parts = db._parts.get(type(self))
@@ -115,11 +151,11 @@ class Repository(Generic[T]):
         self._rows: Namespace = parts.rows
         self._pk_type = parts.pk.scalar_type
         self._active = db._active
-        self._make: Callable[[Sequence[Any]], Record] = parts.records.make
+        self._make: Callable[[Sequence[Any]], Record[T]] = parts.records.make
 
     # -- reads ----------------------------------------------------------------------
 
-    def get(self, pk: Any) -> Record | None:
+    def get(self, pk: Any) -> Record[T] | None:
         """The row with primary key ``pk``, or None (an absent row is cached too)."""
         if pk.__class__ is not self._pk_type:
             pk = self._parts.pk(pk)
@@ -137,11 +173,11 @@ class Repository(Generic[T]):
             session = self._db._writing_session()
             if session is not None:
                 return cast(
-                    Record | None, self._in_session(session, lambda s: s.get(self.model, pk))
+                    Record[T] | None, self._in_session(session, lambda s: s.get(self.model, pk))
                 )
         return self._store.get_or_load(self._rows, key, partial(self._load_one, pk))  # type: ignore[no-any-return]
 
-    def get_many(self, pks: Iterable[Any]) -> dict[Hashable, Record]:
+    def get_many(self, pks: Iterable[Any]) -> dict[Hashable, Record[T]]:
         """``{pk: record}`` for the pks that have a row; one query for all the misses."""
         normalized = list(dict.fromkeys(self._parts.pk(pk) for pk in pks))
         session = self._db._writing_session()
@@ -161,7 +197,7 @@ class Repository(Generic[T]):
         order_by: str | Sequence[str] | None = None,
         limit: int | None = None,
         **equals: Any,
-    ) -> list[Record]:
+    ) -> list[Record[T]]:
         """Rows whose columns equal ``equals`` (None matches NULL), cached per arguments.
 
         ``order_by`` names columns, ``"-name"`` for descending. Any committed write to
@@ -182,7 +218,7 @@ class Repository(Generic[T]):
         found = self._store.get_or_load(self._parts.finds, key, partial(self._load_query, query))
         return list(found)
 
-    def find_one(self, **equals: Any) -> Record | None:
+    def find_one(self, **equals: Any) -> Record[T] | None:
         """The first matching row by primary key, or None."""
         found = self.find(**equals, order_by=self._parts.pk_fields, limit=1)
         return found[0] if found else None
@@ -200,7 +236,7 @@ class Repository(Generic[T]):
 
     # -- writes (each commits before it returns) -----------------------------------------
 
-    def add(self, instance: Any = None, /, **values: Any) -> Record:
+    def add(self, instance: Any = None, /, **values: Any) -> Record[T]:
         """Insert a row from keyword values or a model instance; the stored row."""
         if instance is not None:
             if values:
@@ -209,6 +245,7 @@ class Repository(Generic[T]):
                 expected, got = self.model.__name__, type(instance).__name__
                 raise InvalidArgument(f"add() expected a {expected} instance, not {got}")
             loaded = sa_inspect(instance).dict
+            self._refuse_graph(loaded)
             values = {f: loaded[f] for f in self._parts.records.fields if f in loaded}
         row_values = self._column_values(values, "add")
         statement = (
@@ -216,7 +253,7 @@ class Repository(Generic[T]):
         )
         return self._make(self._db._write(lambda conn: conn.execute(statement).one()))
 
-    def update(self, pk: Any, **values: Any) -> Record:
+    def update(self, pk: Any, **values: Any) -> Record[T]:
         """Set columns of the row ``pk``; the updated row. NotFoundError if there is none."""
         pk = self._parts.pk(pk)
         if not values:
@@ -243,7 +280,7 @@ class Repository(Generic[T]):
 
     # -- internals ------------------------------------------------------------------------
 
-    def _load_one(self, pk: Any) -> Record | None:
+    def _load_one(self, pk: Any) -> Record[T] | None:
         values = (pk,) if self._parts.pk.width == 1 else pk
         reader = self._parts.pk_read
         row = self._db._read_raw(reader, lambda cursor: reader.run(cursor, values))
@@ -251,7 +288,7 @@ class Repository(Generic[T]):
 
     def _load_many(
         self, keys: list[tuple[Namespace, Any]]
-    ) -> Mapping[tuple[Namespace, Any], Record]:
+    ) -> Mapping[tuple[Namespace, Any], Record[T]]:
         pks = [key[1] for key in keys]
         reader = self._parts.pk_read
         rows: list[Any] = []
@@ -270,7 +307,7 @@ class Repository(Generic[T]):
             (rows_ns, from_row(tuple(row[i] for i in indexes))): self._make(row) for row in rows
         }
 
-    def _load_query(self, query: Select[Any]) -> tuple[Record, ...]:
+    def _load_query(self, query: Select[Any]) -> tuple[Record[T], ...]:
         rows = self._db._read(lambda conn: conn.execute(query).all())
         return tuple(self._make(row) for row in rows)
 
@@ -305,6 +342,20 @@ class Repository(Generic[T]):
         if isinstance(found, list):
             return [from_instance(obj) for obj in found]
         return from_instance(found)
+
+    def _refuse_graph(self, loaded: Mapping[str, Any]) -> None:
+        """add() writes one row: related objects would be dropped silently, so refuse."""
+        for name in self._parts.records.relationships:
+            related = loaded.get(name)
+            if related is not None and related != []:
+                model = self.model.__name__
+                raise InvalidArgument(
+                    f"{type(self).__qualname__}.add: {model}.{name} holds related objects, "
+                    f"which add() would not write (it inserts one {model} row); add the "
+                    "object graph in a transaction instead: "
+                    "`with db.session() as s: s.add(obj)`, or add each row through its "
+                    "repository"
+                )
 
     def _check_columns(self, values: Mapping[str, Any], where: str) -> None:
         unknown = [name for name in values if name not in self._parts.columns]

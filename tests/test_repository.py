@@ -333,11 +333,27 @@ def test_cache_info_counts_hits_misses_and_entries(db: dal.Database) -> None:
 
 
 def test_a_repository_needs_a_model(db: dal.Database) -> None:
-    class Nothing(dal.Repository[User]):
+    class Nothing(dal.Repository):  # type: ignore[type-arg]
         pass
 
     with pytest.raises(dal.ConfigError, match="model"):
         Nothing(db)
+
+
+def test_the_model_comes_from_the_type_argument(db: dal.Database) -> None:
+    class Inferred(dal.Repository[User]):
+        pass
+
+    class Named(dal.Repository[User]):
+        model = User
+
+    assert Inferred.model is User and Named.model is User
+    assert Inferred(db).add(email="a@example.com", name="A").email == "a@example.com"
+
+    with pytest.raises(dal.ConfigError, match=r"model = Order does not match Repository\[User\]"):
+
+        class Mismatched(dal.Repository[User]):
+            model = Order  # type: ignore[assignment]
 
 
 def test_writes_inside_a_session_join_its_transaction(db: dal.Database) -> None:
