@@ -297,6 +297,19 @@ class Store:
                 self._drop(key)
         _log.debug("%s: %s", ns.name, "cleared" if key is None else "one entry invalidated")
 
+    def put(self, ns: Namespace, key: Key, value: Any) -> None:
+        """Store ``value`` under ``key`` now; a load in flight for it loses its lease."""
+        with self.lock:
+            self._drop(key)
+            if self._paused:
+                return
+            expires = None if ns.ttl is None else monotonic() + ns.ttl
+            try:
+                self.data[key] = (value, expires)
+            except ValueError:  # larger than the whole byte budget: not cached
+                return
+            ns.keys.add(key)
+
     def clear(self) -> None:
         """Forget everything and revoke every lease."""
         with self.lock:

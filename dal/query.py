@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
@@ -66,6 +67,8 @@ class CachedQuery(Generic[P, R]):
         # Keyed by this object: the same function cached twice is two caches.
         self._ns = db._store.namespace(self, name, tables, ttl)
         functools.update_wrapper(self, fn)
+        # What callers pass: FastAPI's Depends and documentation tools read this.
+        self.__signature__ = _callers_signature(fn)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         key = (self._ns, self._key(args, kwargs))
@@ -76,6 +79,25 @@ class CachedQuery(Generic[P, R]):
         stored = self._store.get_or_load(self._ns, key, partial(self._load, args, kwargs))
         return thaw(stored)  # type: ignore[no-any-return]
 
+    def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Load the result for these arguments now, store it, and return it."""
+        key = (self._ns, self._key(args, kwargs))
+        # Dropping revokes a load in flight: the value stored is one read from here on.
+        self._store.drop(self._ns, key)
+        return thaw(self._store.get_or_load(self._ns, key, partial(self._load, args, kwargs)))  # type: ignore[no-any-return]
+
+    def set(self, value: R, *args: P.args, **kwargs: P.kwargs) -> None:
+        """Store ``value`` as the result for these arguments (until a write drops it)."""
+        self._store.put(self._ns, (self._ns, self._key(args, kwargs)), freeze(value))
+
+    def uncached(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Call the function on a fresh session, bypassing the cache (nothing is stored)."""
+        if self._db._active.get() is not None:
+            session = self._db._writing_session()
+            if session is not None:
+                return thaw(freeze(self._fn(session, *args, **kwargs)))  # type: ignore[no-any-return]
+        return thaw(self._load(args, kwargs))  # type: ignore[no-any-return]
+
     def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> None:
         """Forget the result cached for these arguments."""
         self._store.drop(self._ns, (self._ns, self._key(args, kwargs)))
@@ -85,6 +107,8 @@ class CachedQuery(Generic[P, R]):
         self._store.drop(self._ns)
 
     def cache_info(self) -> CacheInfo:
+        """Hits, misses and entries; ``maxsize`` is the Database's ``cache_size``, which
+        bounds this function's entries and is shared with every other cache of it."""
         ns = self._ns
         with self._store.lock:
             return CacheInfo(ns.hits, ns.misses, self._store.max_entries, len(ns.keys))
@@ -95,6 +119,21 @@ class CachedQuery(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<cached_query {self._ns.name} on {sorted(self._ns.tables)}>"
+
+
+def _callers_signature(fn: Callable[..., Any]) -> inspect.Signature:
+    """``fn``'s signature without its first (Session) parameter, annotations resolved."""
+    try:
+        signature = inspect.signature(fn, eval_str=True)
+    except (
+        NameError,
+        AttributeError,
+        TypeError,
+        SyntaxError,
+    ):  # an annotation that names what the module cannot see at run time
+        signature = inspect.signature(fn)
+    parameters = list(signature.parameters.values())[1:]
+    return signature.replace(parameters=parameters)
 
 
 def _table_names(db: Database, depends_on: Iterable[Any]) -> frozenset[str]:

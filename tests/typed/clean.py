@@ -1,0 +1,68 @@
+"""A typed program that uses dal as documented: mypy --strict finds nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from typing import Any
+
+from sqlalchemy import Row, select
+from sqlalchemy.orm import Session, selectinload
+from typing_extensions import assert_type
+
+import dal
+from dal.records import Record
+
+from .models import Customer, Purchase
+
+
+class Customers(dal.Repository[Customer]):  # model inferred from the type argument
+    ttl = 60.0
+
+
+class Purchases(dal.Repository[Purchase]):
+    model = Purchase
+
+
+db = dal.Database()
+customers = Customers(db)
+
+found = customers.get(1)
+assert_type(found, Record[Customer] | None)
+if found is not None:
+    assert_type(found.id, int)
+    assert_type(found.email, str)
+    assert_type(found.nickname, str | None)
+    assert_type(found.purchases, tuple[Record[Purchase], ...])
+    assert_type(found.purchases[0].customer, Record[Customer])
+    assert_type(found._replace(email="new@example.com"), Record[Customer])
+    assert_type(found._asdict(), dict[str, Any])
+    assert_type(found._fields, tuple[str, ...])
+
+assert_type(customers.find(email="a@example.com"), list[Record[Customer]])
+assert_type(customers.add(email="a@example.com").id, int)
+assert_type(Purchases(db).update(1, amount=5).amount, int)
+assert_type(customers.get_many([1, 2]), dict[Hashable, Record[Customer]])
+
+
+@dal.cached_query(db, depends_on=[Customer])
+def with_purchases(session: Session, limit: int) -> Sequence[Customer]:
+    query = select(Customer).options(selectinload(Customer.purchases)).limit(limit)
+    return session.scalars(query).all()
+
+
+@dal.cached_query(db, depends_on=[Customer, Purchase])
+def pairs(session: Session) -> list[Row[tuple[Customer, Purchase]]]:
+    return list(session.execute(select(Customer, Purchase).join(Customer.purchases)))
+
+
+@dal.cached_query(db, depends_on=[Customer])
+def emails(session: Session) -> dict[int, str]:
+    return dict(session.execute(select(Customer.id, Customer.email)).tuples().all())
+
+
+assert_type(with_purchases(10), Sequence[Record[Customer]])
+assert_type(with_purchases(10)[0].purchases[0].amount, int)
+assert_type(with_purchases.refresh(10), Sequence[Record[Customer]])
+assert_type(with_purchases.uncached(limit=10), Sequence[Record[Customer]])
+assert_type(pairs(), list[Row[tuple[Record[Customer], Record[Purchase]]]])
+assert_type(emails(), dict[int, str])

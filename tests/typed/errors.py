@@ -1,0 +1,42 @@
+"""Mistakes mypy --strict must report: a line whose comment starts with E and a colon
+has the error that the comment quotes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+import dal
+
+from .models import Customer, Purchase
+
+
+class Customers(dal.Repository[Customer]):
+    pass
+
+
+class Mismatched(dal.Repository[Customer]):
+    model = Purchase  # E: base class "Repository" defined the type as "type[Customer]"
+
+
+db = dal.Database()
+customers = Customers(db)
+customer = customers.get(1)
+customers.get(1).email  # E: Item "None" of "Record[Customer] | None" has no attribute "email"
+assert customer is not None
+customer.emial  # E: "Record[Customer]" has no attribute "emial"
+count: int = customer.email  # E: (expression has type "str", variable has type "int")
+customer.email = "b@example.com"  # E: variable has type "Never"
+customer.purchases[0].amount = 1  # E: variable has type "Never"
+customer.purchases[0].amont  # E: "Record[Purchase]" has no attribute "amont"
+
+
+@dal.cached_query(db, depends_on=[Customer])
+def richest(session: Session, limit: int) -> Sequence[Customer]:
+    return session.scalars(select(Customer).limit(limit)).all()
+
+
+richest(3)[0].email = "c@example.com"  # E: variable has type "Never"
+richest("3")  # E: incompatible type "str"; expected "int"
