@@ -6,6 +6,8 @@ Kept apart from ``tests.models`` so the contract suite's models stay plain; the
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -53,7 +55,10 @@ class Employee(GraphBase):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
     kind: Mapped[str] = mapped_column(String(20))
-    __mapper_args__ = {"polymorphic_on": "kind", "polymorphic_identity": "employee"}
+    __mapper_args__: ClassVar[dict[str, Any]] = {
+        "polymorphic_on": "kind",
+        "polymorphic_identity": "employee",
+    }
 
 
 class Manager(Employee):
@@ -61,7 +66,7 @@ class Manager(Employee):
 
     id: Mapped[int] = mapped_column(ForeignKey("employees.id"), primary_key=True)
     reports: Mapped[int] = mapped_column(default=0)
-    __mapper_args__ = {"polymorphic_identity": "manager"}
+    __mapper_args__: ClassVar[dict[str, Any]] = {"polymorphic_identity": "manager"}
 
 
 class Shape(GraphBase):
@@ -72,11 +77,14 @@ class Shape(GraphBase):
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(20))
     radius: Mapped[int | None]
-    __mapper_args__ = {"polymorphic_on": "kind", "polymorphic_identity": "shape"}
+    __mapper_args__: ClassVar[dict[str, Any]] = {
+        "polymorphic_on": "kind",
+        "polymorphic_identity": "shape",
+    }
 
 
 class Circle(Shape):
-    __mapper_args__ = {"polymorphic_identity": "circle"}
+    __mapper_args__: ClassVar[dict[str, Any]] = {"polymorphic_identity": "circle"}
 
 
 class Authors(dal.Repository[Author]):

@@ -77,7 +77,7 @@ def test_a_relationship_the_read_did_not_load_names_itself_and_the_fix(
     ada = Authors(graph_db).get(1)
 
     with pytest.raises(AttributeError, match=r"Author\.books .*selectinload\(Author\.books\)"):
-        ada.books
+        _ = ada.books
     assert not hasattr(ada, "books")
     assert ada._asdict() == {"id": 1, "name": "Ada"}
 
