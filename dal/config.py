@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
+import threading
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -41,9 +45,10 @@ class Settings:
         _integer("pool_size", self.pool_size, minimum=1)
         if self.max_overflow is not None:
             _integer("max_overflow", self.max_overflow, minimum=0)
-        _number("pool_timeout", self.pool_timeout)
+        # Both are waits handed to threading: past TIMEOUT_MAX it raises OverflowError.
+        _number("pool_timeout", self.pool_timeout, maximum=threading.TIMEOUT_MAX)
         if self.pool_recycle is not None:
-            _number("pool_recycle", self.pool_recycle)
+            _number("pool_recycle", self.pool_recycle, maximum=threading.TIMEOUT_MAX)
         if not isinstance(self.pool_pre_ping, bool):
             raise ConfigError(f"pool_pre_ping must be True or False, not {self.pool_pre_ping!r}")
         _integer("cache_size", self.cache_size, minimum=1)
@@ -73,6 +78,16 @@ class Settings:
             f"pool_timeout={self.pool_timeout:g}s"
         )
 
+    def redact(self, text: str) -> str:
+        """``text`` with the URL's password masked, in every form a driver may echo it."""
+        password = self.url.password
+        if not password:
+            return text
+        forms = {password, quote(password, safe=""), quote_plus(password)}
+        for form in sorted(forms, key=len, reverse=True):  # one form may contain another
+            text = text.replace(form, "***")
+        return text
+
     def __repr__(self) -> str:
         fields = ", ".join(
             f"{f.name}={self.url.render_as_string(hide_password=True)!r}"
@@ -90,7 +105,8 @@ def resolve_url(url: str | URL | None) -> URL:
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError, TypeError) as exc:
-        raise ConfigError(f"not a database URL: {url!r} ({exc})") from exc
+        shown = _without_password(str(url))
+        raise ConfigError(f"not a database URL: {shown!r} ({_without_password(str(exc))})") from exc
     backend = parsed.get_backend_name()
     if backend not in SUPPORTED:
         raise ConfigError(_unsupported(parsed, backend))
@@ -113,6 +129,14 @@ def _unsupported(url: URL, what: str) -> str:
     return f"unsupported database {what!r} in {shown!r}; dal supports {supported}"
 
 
+#: ``scheme://user:password@``: the password part of a URL that did not parse.
+_PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*(@)")
+
+
+def _without_password(text: str) -> str:
+    return _PASSWORD.sub(r"\1***\2", text)
+
+
 def _integer(name: str, value: Any, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(f"{name} must be an integer, not {value!r}")
@@ -120,8 +144,12 @@ def _integer(name: str, value: Any, minimum: int) -> None:
         raise ConfigError(f"{name}={value} is below the minimum of {minimum}")
 
 
-def _number(name: str, value: Any) -> None:
+def _number(name: str, value: Any, maximum: float = math.inf) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"{name} must be a number of seconds, not {value!r}")
     if not value > 0:
         raise ConfigError(f"{name}={value} must be greater than 0 (None turns it off)")
+    if value > maximum:
+        raise ConfigError(
+            f"{name}={value} is above the limit of {maximum:.0f} seconds (threading.TIMEOUT_MAX)"
+        )

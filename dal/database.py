@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from . import engine as engines
 from .cache import Store
 from .config import Settings, resolve_url
-from .errors import ConfigError, DatabaseClosed, PoolTimeout, translate
+from .errors import ConfigError, DatabaseClosed, PoolTimeout, refused_value, translate
 from .invalidation import Tracker
 from .pkread import PkRead
 
@@ -77,6 +77,7 @@ class Database:
         self._closed = False
         # dispose() leaves a fresh pool behind: after close() it must open nothing.
         event.listen(self._engine, "do_connect", self._refuse_when_closed)
+        event.listen(self._engine, "handle_error", refused_value)
         #: The cross-process bus (invalidation="postgres"); it starts with caching paused.
         self._bus: Bus | None = None
         if self.settings.invalidation == "postgres":
@@ -199,7 +200,7 @@ class Database:
             cause = exc
         else:
             return
-        error = translate(cause, self.settings.pool_limits)
+        error = translate(cause, self.settings.pool_limits, self.settings.redact)
         if isinstance(error, PoolTimeout):
             self._pool_counters.timeouts += 1
         raise error from cause
@@ -268,6 +269,8 @@ class Database:
             raise DBAPIError.instance(
                 reader.sql, None, exc, dialect.loaded_dbapi.Error, connection_invalidated=gone
             ) from exc
+        except ValueError as exc:  # a value the driver refused to send: see refused_value
+            raise DBAPIError.instance(reader.sql, None, exc, dialect.loaded_dbapi.Error) from exc
         finally:
             with suppress(Exception):  # a dropped connection's cursor may not close
                 cursor.close()

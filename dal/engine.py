@@ -64,7 +64,7 @@ def create(settings: Settings, tracker: Tracker, counters: PoolCounters) -> Engi
         pool_size=settings.pool_size,
         max_overflow=-1 if settings.max_overflow is None else settings.max_overflow,
         pool_timeout=settings.pool_timeout,
-        pool_recycle=-1 if settings.pool_recycle is None else int(settings.pool_recycle),
+        pool_recycle=-1 if settings.pool_recycle is None else settings.pool_recycle,
         pool_pre_ping=settings.pool_pre_ping,
         connect_args=connect_args,
     )

@@ -6,7 +6,7 @@ catch without knowing dal, and chains the SQLAlchemy or driver error as
 
     DalError
      ├── ConfigError          (ValueError)    bad URL, driver, pool or cache setting
-     ├── InvalidArgument      (ValueError)    an argument dal cannot use (limit, order_by, ...)
+     ├── InvalidArgument      (ValueError)    an argument dal cannot use (limit, order_by, NUL, ...)
      │    └── UnknownColumnError              a filter or value names no column of the model
      ├── UncacheableArgument  (TypeError)     an argument cannot be part of a cache key
      ├── NotFoundError        (LookupError)   update() of a primary key with no row
@@ -18,7 +18,10 @@ catch without knowing dal, and chains the SQLAlchemy or driver error as
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import ExceptionContext
 
 __all__ = [
     "ConfigError",
@@ -31,6 +34,7 @@ __all__ = [
     "PoolTimeout",
     "UncacheableArgument",
     "UnknownColumnError",
+    "refused_value",
 ]
 
 
@@ -74,12 +78,34 @@ class IntegrityError(DatabaseError, ValueError):
     """A constraint (unique, foreign key, not null, check) rejected a write."""
 
 
-def translate(exc: sa_exc.SQLAlchemyError, pool_limits: str) -> DalError:
-    """The dal error for a SQLAlchemy error (the caller raises it ``from exc``)."""
+def translate(
+    exc: sa_exc.SQLAlchemyError, pool_limits: str, redact: Callable[[str], str] = str
+) -> DalError:
+    """The dal error for a SQLAlchemy error (the caller raises it ``from exc``).
+
+    ``redact`` removes secrets (the URL's password) that a driver may echo.
+    """
     if isinstance(exc, sa_exc.TimeoutError):
         return PoolTimeout(f"connection pool exhausted: {pool_limits}; no connection was free")
     if isinstance(exc, sa_exc.IntegrityError):
-        return IntegrityError(str(exc.orig))
+        return IntegrityError(redact(str(exc.orig)))
     if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None:
-        return DatabaseError(str(exc.orig).strip())
-    return DatabaseError(str(exc))
+        return DatabaseError(redact(str(exc.orig).strip()))
+    if isinstance(exc, sa_exc.StatementError) and isinstance(exc.orig, ValueError):
+        # The driver refused a value before sending it (psycopg2: a NUL character).
+        return InvalidArgument(redact(f"the database driver refused a value: {exc.orig}"))
+    return DatabaseError(redact(str(exc)))
+
+
+def refused_value(context: ExceptionContext) -> sa_exc.StatementError | None:
+    """``ConnectionEvents.handle_error``: wrap a driver's ValueError like its other errors.
+
+    psycopg2 raises a plain ValueError for a value it cannot send (a NUL character);
+    SQLAlchemy passes that through unwrapped, and it would leave dal untranslated.
+    """
+    exc = context.original_exception
+    if context.sqlalchemy_exception is None and isinstance(exc, ValueError):
+        return sa_exc.StatementError(
+            str(exc), context.statement, context.parameters, exc, ismulti=None
+        )
+    return None

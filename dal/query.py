@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
 from sqlalchemy import Table
 from sqlalchemy import inspect as sa_inspect
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Query, Session
 
 from .database import Database
 from .errors import ConfigError
@@ -44,6 +44,7 @@ def cached_query(
         raise ConfigError(f"cached_query ttl={ttl!r} must be a positive number or None")
 
     def decorate(fn: Callable[Concatenate[Session, P], R]) -> CachedQuery[P, R]:
+        _check_function(fn)
         return CachedQuery(db, fn, tables, ttl)
 
     return decorate
@@ -75,7 +76,7 @@ class CachedQuery(Generic[P, R]):
         if self._db._active.get() is not None:
             session = self._db._writing_session()
             if session is not None:  # see the session's own writes; cache nothing
-                return thaw(freeze(self._fn(session, *args, **kwargs)))  # type: ignore[no-any-return]
+                return self._in_session(session, args, kwargs)
         stored = self._store.get_or_load(self._ns, key, partial(self._load, args, kwargs))
         return thaw(stored)  # type: ignore[no-any-return]
 
@@ -88,14 +89,14 @@ class CachedQuery(Generic[P, R]):
 
     def set(self, value: R, *args: P.args, **kwargs: P.kwargs) -> None:
         """Store ``value`` as the result for these arguments (until a write drops it)."""
-        self._store.put(self._ns, (self._ns, self._key(args, kwargs)), freeze(value))
+        self._store.put(self._ns, (self._ns, self._key(args, kwargs)), self._freeze(value))
 
     def uncached(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Call the function on a fresh session, bypassing the cache (nothing is stored)."""
         if self._db._active.get() is not None:
             session = self._db._writing_session()
             if session is not None:
-                return thaw(freeze(self._fn(session, *args, **kwargs)))  # type: ignore[no-any-return]
+                return self._in_session(session, args, kwargs)
         return thaw(self._load(args, kwargs))  # type: ignore[no-any-return]
 
     def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> None:
@@ -113,9 +114,33 @@ class CachedQuery(Generic[P, R]):
         with self._store.lock:
             return CacheInfo(ns.hits, ns.misses, self._store.max_entries, len(ns.keys))
 
+    def _in_session(self, session: Session, args: Any, kwargs: Any) -> R:
+        """The function run in the caller's writing session: its writes seen, nothing stored."""
+        with self._db._boundary():
+            value = self._fn(session, *args, **kwargs)
+        return thaw(self._freeze(value))  # type: ignore[no-any-return]
+
     def _load(self, args: Any, kwargs: Any) -> Any:
         # Frozen inside the session, while ORM instances can still load attributes.
-        return self._db._read_in_session(lambda s: freeze(self._fn(s, *args, **kwargs)))
+        return self._db._read_in_session(lambda s: self._freeze(self._fn(s, *args, **kwargs)))
+
+    def _freeze(self, value: Any) -> Any:
+        """``freeze(value)``, or a ConfigError naming the function if it cannot be stored."""
+        lazy = isinstance(value, (Iterator, Query))  # Result, ScalarResult, generators
+        if not lazy:
+            try:
+                return freeze(value)
+            except Exception as exc:  # deepcopy of something that holds a socket, a lock...
+                raise self._unstorable(value, f"it cannot be copied ({exc})") from exc
+        raise self._unstorable(value, "it is a lazy result that would outlive its session")
+
+    def _unstorable(self, value: Any, why: str) -> ConfigError:
+        module, kind = type(value).__module__, type(value).__qualname__
+        kind = kind if module == "builtins" else f"{module}.{kind}"
+        return ConfigError(
+            f"cached_query {self._ns.name} returned a {kind}, which cannot be cached: {why}; "
+            "return plain values, e.g. a list (`.all()`), a tuple or a dict"
+        )
 
     def __repr__(self) -> str:
         return f"<cached_query {self._ns.name} on {sorted(self._ns.tables)}>"
@@ -134,6 +159,36 @@ def _callers_signature(fn: Callable[..., Any]) -> inspect.Signature:
         signature = inspect.signature(fn)
     parameters = list(signature.parameters.values())[1:]
     return signature.replace(parameters=parameters)
+
+
+def _check_function(fn: Callable[..., Any]) -> None:
+    """Refuse, when decorated, a function dal could not call as a cached query."""
+    name = getattr(fn, "__qualname__", repr(fn))
+    if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+        raise ConfigError(
+            f"cached_query {name} is an async function, and the Database is synchronous: "
+            "use a def, or an AsyncDatabase"
+        )
+    if inspect.isgeneratorfunction(fn):
+        raise ConfigError(
+            f"cached_query {name} is a generator function: its result would be read after "
+            "its session closed; return a list instead"
+        )
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"cached_query {name}: cannot read its signature ({exc})") from exc
+    takes_session = (
+        inspect.Parameter.POSITIONAL_ONLY,
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        inspect.Parameter.VAR_POSITIONAL,
+    )
+    if not params or params[0].kind not in takes_session:
+        short = getattr(fn, "__name__", "f")
+        raise ConfigError(
+            f"cached_query {name} takes no session parameter: dal passes a Session as "
+            f"the first positional argument, e.g. def {short}(session, ...)"
+        )
 
 
 def _table_names(db: Database, depends_on: Iterable[Any]) -> frozenset[str]:

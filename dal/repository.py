@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from functools import partial
 from time import monotonic  # read at call time: freezegun replaces this global
@@ -179,6 +180,11 @@ class Repository(Generic[T]):
 
     def get_many(self, pks: Iterable[Any]) -> dict[Hashable, Record[T]]:
         """``{pk: record}`` for the pks that have a row; one query for all the misses."""
+        if isinstance(pks, (str, bytes, bytearray)) or not isinstance(pks, Iterable):
+            raise InvalidArgument(
+                f"{type(self).__qualname__}.get_many takes an iterable of primary keys, "
+                f"not {type(pks).__name__} {reprlib.repr(pks)}; for one key, use get()"
+            )
         normalized = list(dict.fromkeys(self._parts.pk(pk) for pk in pks))
         session = self._db._writing_session()
         if session is not None:
@@ -317,7 +323,12 @@ class Repository(Generic[T]):
         columns = self._parts.columns
         self._check_columns(equals, "find")
         query = base.where(*(columns[f] == v for f, v in equals.items()))
-        names = [order_by] if isinstance(order_by, str) else list(order_by or ())
+        if order_by is None:
+            names = []
+        elif isinstance(order_by, (list, tuple)):
+            names = list(order_by)
+        else:  # one name; anything else is refused below, by name
+            names = [order_by]
         for name in names:
             if not isinstance(name, str):
                 raise InvalidArgument(f"order_by takes column names, not {name!r}")
@@ -335,7 +346,8 @@ class Repository(Generic[T]):
         return query
 
     def _in_session(self, session: Session, read: Any) -> Any:
-        found = read(session)
+        with self._db._boundary():
+            found = read(session)
         from_instance = self._parts.records.from_instance
         if found is None:
             return None
