@@ -130,6 +130,10 @@ class Database:
         """Drop the triggers ``install_triggers`` created on these tables."""
         self._change_triggers(models, install=False)
 
+    def cache_clear(self) -> None:
+        """Forget every cached row and result; loads in flight lose their lease."""
+        self._store.clear()
+
     def stats(self) -> dict[str, Any]:
         """Cache counters and pool gauges, for dashboards and tests."""
         pool: Any = self._engine.pool

@@ -25,7 +25,8 @@ from sqlalchemy.orm import Session
 
 from .cache import Namespace
 from .database import Database
-from .errors import ConfigError, InvalidArgument, NotFoundError, UnknownColumnError
+from .errors import ConfigError, InvalidArgument, NotFoundError
+from .filters import Filters, Query
 from .keys import PrimaryKey
 from .pkread import MAX_KEYS, PkRead
 from .records import Record, RecordType, record_type
@@ -33,6 +34,9 @@ from .records import Record, RecordType, record_type
 __all__ = ["CacheInfo", "Repository"]
 
 T = TypeVar("T")
+
+#: ``order_by``: a column name (``"-name"`` for descending), an expression, or several.
+OrderBy = str | ColumnElement[Any] | Sequence[str | ColumnElement[Any]] | None
 
 #: Per-repository default meaning "the Database's ttl".
 _DEFAULT: Any = type("DefaultTTL", (), {"__repr__": lambda self: "DEFAULT"})()
@@ -72,6 +76,7 @@ class _Parts:
         pk_columns = [self.records.columns[i] for i in self.records.pk_indexes]
         self.pk = PrimaryKey(pk_columns)
         self.pk_fields = [self.records.fields[i] for i in self.records.pk_indexes]
+        self.filters = Filters(cls.__qualname__, model, self.table, self.columns)
         ttl = db.settings.ttl if cls.ttl is _DEFAULT else cls.ttl
         if ttl is not None and (
             isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl <= 0
@@ -93,6 +98,19 @@ class _Parts:
 
     def _pk_equals(self) -> ColumnElement[bool]:
         return and_(*(self.columns[f] == bindparam(f"pk{i}") for i, f in enumerate(self.pk_fields)))
+
+    def key(self, pk: Any) -> Hashable:
+        """The cache key of ``pk``, given as Session.get takes it: a value, a tuple in
+        primary-key order, or a dict by attribute name."""
+        if isinstance(pk, Mapping):
+            self.filters.check_names(pk, "get")
+            if set(pk) != set(self.pk_fields):
+                raise InvalidArgument(
+                    f"primary key {pk!r}: a dict needs exactly the keys {self.pk_fields}"
+                )
+            values = tuple(pk[field] for field in self.pk_fields)
+            pk = values[0] if len(values) == 1 else values
+        return self.pk(pk)
 
     def pk_params(self, pk: Any) -> dict[str, Any]:
         values = (pk,) if self.pk.width == 1 else pk
@@ -159,7 +177,7 @@ class Repository(Generic[T]):
     def get(self, pk: Any) -> Record[T] | None:
         """The row with primary key ``pk``, or None (an absent row is cached too)."""
         if pk.__class__ is not self._pk_type:
-            pk = self._parts.pk(pk)
+            pk = self._parts.key(pk)
         rows = self._rows
         key = (rows, pk)
         if self._active.get() is None:
@@ -185,7 +203,7 @@ class Repository(Generic[T]):
                 f"{type(self).__qualname__}.get_many takes an iterable of primary keys, "
                 f"not {type(pks).__name__} {reprlib.repr(pks)}; for one key, use get()"
             )
-        normalized = list(dict.fromkeys(self._parts.pk(pk) for pk in pks))
+        normalized = list(dict.fromkeys(self._parts.key(pk) for pk in pks))
         session = self._db._writing_session()
         if session is not None:
             found = {
@@ -197,40 +215,54 @@ class Repository(Generic[T]):
         values = self._store.get_many_or_load(self._rows, keys, self._load_many)
         return {key[1]: rec for key, rec in values.items() if rec is not None}
 
+    def get_or_raise(self, pk: Any) -> Record[T]:
+        """The row with primary key ``pk``; NotFoundError (a LookupError) if there is none."""
+        found = self.get(pk)
+        if found is None:
+            raise NotFoundError(f"{self.model.__name__} {pk!r} does not exist")
+        return found
+
     def find(
         self,
-        *,
-        order_by: str | Sequence[str] | None = None,
+        *where: ColumnElement[bool],
+        order_by: OrderBy = None,
         limit: int | None = None,
+        offset: int | None = None,
         **equals: Any,
     ) -> list[Record[T]]:
-        """Rows whose columns equal ``equals`` (None matches NULL), cached per arguments.
+        """Rows matching column expressions ``where`` and ``equals`` (None matches NULL),
+        cached per arguments.
 
-        ``order_by`` names columns, ``"-name"`` for descending. Any committed write to
-        the table drops every cached result.
+        ``order_by`` takes column names (``"-name"`` for descending) or expressions
+        (``User.balance.desc()``). Any committed write to the table drops every result.
         """
-        query = self._query(self._parts.select, equals, order_by, limit)
-        session = self._db._writing_session()
-        if session is not None:
-            orm_query = self._query(select(self.model), equals, order_by, limit)
-            return list(self._in_session(session, lambda s: s.scalars(orm_query).all()))
-        ordering = (order_by,) if isinstance(order_by, str) else tuple(order_by or ())
-        args = (tuple(sorted(equals.items())), ordering, limit)
-        try:
-            hash(args)
-        except TypeError:
-            raise self._unhashable(equals) from None
-        key = (self._parts.finds, args)
-        found = self._store.get_or_load(self._parts.finds, key, partial(self._load_query, query))
+        found = self._cached("find", where, equals, order_by, limit, offset)
         return list(found)
 
-    def find_one(self, **equals: Any) -> Record[T] | None:
-        """The first matching row by primary key, or None."""
-        found = self.find(**equals, order_by=self._parts.pk_fields, limit=1)
+    def find_one(
+        self, *where: ColumnElement[bool], order_by: OrderBy = None, **equals: Any
+    ) -> Record[T] | None:
+        """The first matching row (by ``order_by``, else by primary key), or None."""
+        ordering = self._parts.pk_fields if order_by is None else order_by
+        found = self.find(*where, order_by=ordering, limit=1, **equals)
         return found[0] if found else None
 
+    def count(self, *where: ColumnElement[bool], **equals: Any) -> int:
+        """How many rows match; cached like find."""
+        return self._cached("count", where, equals)  # type: ignore[no-any-return]
+
+    def exists(self, *where: ColumnElement[bool], **equals: Any) -> bool:
+        """Whether any row matches; cached like find."""
+        return self._cached("exists", where, equals)  # type: ignore[no-any-return]
+
+    def cache_clear(self) -> None:
+        """Forget every cached row and query result of this repository."""
+        self._store.drop(self._parts.rows)
+        self._store.drop(self._parts.finds)
+
     def cache_info(self) -> CacheInfo:
-        """Hits, misses and entries of this repository's rows and finds."""
+        """Hits, misses and entries of this repository's rows and finds; ``maxsize`` is
+        the Database's ``cache_size``, which they share with every other cache of it."""
         spaces = (self._parts.rows, self._parts.finds)
         with self._lock:
             return CacheInfo(
@@ -261,7 +293,7 @@ class Repository(Generic[T]):
 
     def update(self, pk: Any, **values: Any) -> Record[T]:
         """Set columns of the row ``pk``; the updated row. NotFoundError if there is none."""
-        pk = self._parts.pk(pk)
+        pk = self._parts.key(pk)
         if not values:
             raise InvalidArgument("update() needs at least one column value")
         statement = (
@@ -278,7 +310,7 @@ class Repository(Generic[T]):
 
     def delete(self, pk: Any) -> bool:
         """Delete the row ``pk``; whether there was one."""
-        pk = self._parts.pk(pk)
+        pk = self._parts.key(pk)
         statement = delete(self._parts.table).where(self._parts._pk_equals())
         params = self._parts.pk_params(pk)
         result = self._db._write(lambda conn: conn.execute(statement, params))
@@ -313,37 +345,35 @@ class Repository(Generic[T]):
             (rows_ns, from_row(tuple(row[i] for i in indexes))): self._make(row) for row in rows
         }
 
-    def _load_query(self, query: Select[Any]) -> tuple[Record[T], ...]:
-        rows = self._db._read(lambda conn: conn.execute(query).all())
-        return tuple(self._make(row) for row in rows)
+    def _cached(
+        self,
+        call: str,
+        where: Sequence[Any],
+        equals: Mapping[str, Any],
+        order_by: Any = None,
+        limit: Any = None,
+        offset: Any = None,
+    ) -> Any:
+        """find, count or exists: checked before any SQL, then cached in the finds."""
+        query = self._parts.filters.query(call, where, equals, order_by, limit, offset)
+        session = self._db._writing_session()
+        if session is not None:  # see the session's writes; cache nothing
+            statement = query.statement(select(self.model), self.model)
+            if call == "find":
+                return self._in_session(session, lambda s: s.scalars(statement).all())
+            with self._db._boundary():
+                return query.answer(session.execute(statement))
+        statement = query.statement(self._parts.select, self._parts.table)
+        finds = self._parts.finds
+        return self._store.get_or_load(
+            finds, (finds, query.key), partial(self._load_found, query, statement)
+        )
 
-    def _query(
-        self, base: Select[Any], equals: Mapping[str, Any], order_by: Any, limit: Any
-    ) -> Select[Any]:
-        columns = self._parts.columns
-        self._check_columns(equals, "find")
-        query = base.where(*(columns[f] == v for f, v in equals.items()))
-        if order_by is None:
-            names = []
-        elif isinstance(order_by, (list, tuple)):
-            names = list(order_by)
-        else:  # one name; anything else is refused below, by name
-            names = [order_by]
-        for name in names:
-            if not isinstance(name, str):
-                raise InvalidArgument(f"order_by takes column names, not {name!r}")
-            field = name.removeprefix("-")
-            self._check_columns({field: None}, "order_by")
-            query = query.order_by(
-                columns[field].desc() if name.startswith("-") else columns[field]
-            )
-        if limit is not None:
-            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-                raise InvalidArgument(
-                    f"limit must be a non-negative integer or None, not {limit!r}"
-                )
-            query = query.limit(limit)
-        return query
+    def _load_found(self, query: Query, statement: Select[Any]) -> Any:
+        if query.call != "find":
+            return self._db._read(lambda conn: query.answer(conn.execute(statement)))
+        rows = self._db._read(lambda conn: conn.execute(statement).all())
+        return tuple(self._make(row) for row in rows)
 
     def _in_session(self, session: Session, read: Any) -> Any:
         with self._db._boundary():
@@ -369,28 +399,6 @@ class Repository(Generic[T]):
                     "repository"
                 )
 
-    def _check_columns(self, values: Mapping[str, Any], where: str) -> None:
-        unknown = [name for name in values if name not in self._parts.columns]
-        if unknown:
-            known = ", ".join(self._parts.records.fields)
-            raise UnknownColumnError(
-                f"{type(self).__qualname__}.{where}: {self.model.__name__} has no column "
-                f"{', '.join(map(repr, unknown))} (columns: {known})"
-            )
-
     def _column_values(self, values: Mapping[str, Any], where: str) -> dict[Any, Any]:
-        self._check_columns(values, where)
+        self._parts.filters.check_names(values, where)
         return {self._parts.columns[f]: v for f, v in values.items()}
-
-    def _unhashable(self, equals: Mapping[str, Any]) -> Exception:
-        from .errors import UncacheableArgument
-
-        for name, value in equals.items():
-            try:
-                hash(value)
-            except TypeError:
-                return UncacheableArgument(
-                    f"{type(self).__qualname__}.find: filter {name!r} is an unhashable "
-                    f"{type(value).__name__}; filters compare for equality with one value"
-                )
-        return UncacheableArgument(f"{type(self).__qualname__}.find: arguments cannot form a key")
