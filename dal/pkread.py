@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Column, and_, bindparam, select
+from sqlalchemy import ARRAY, Column, and_, any_, bindparam, cast, select
 from sqlalchemy.engine import Dialect
 
 __all__ = ["PkRead"]
@@ -28,8 +28,11 @@ MAX_KEYS = 1024
 class PkRead:
     """``SELECT <columns> FROM <table> WHERE <pk> = ...``, compiled once for one dialect.
 
-    For single-column keys also ``... WHERE <pk> IN (...)``, compiled once for each
-    power-of-two list size (a shorter list repeats its last key).
+    For single-column keys also a read of many: on PostgreSQL ``... WHERE <pk> =
+    ANY(CAST(<array> AS <type>[]))``, one statement for any number of keys; elsewhere
+    ``... WHERE <pk> IN (...)``, compiled once for each power-of-two list size (a
+    shorter list repeats its last key). Padding costs PostgreSQL a larger plan for
+    every call (64 values planned for 50 keys measured 1.6x the time of ANY).
     """
 
     def __init__(
@@ -52,6 +55,7 @@ class PkRead:
         ]
         self._types = [c.type.dialect_impl(dialect) for c in columns]
         self._dialect = dialect
+        self._array = dialect.name == "postgresql"
         # Result processors depend on the driver's type codes: known after a first run.
         self._results: list[Processor] | None = None
 
@@ -67,10 +71,13 @@ class PkRead:
 
     def run_many(self, cursor: Any, pks: Sequence[Any]) -> list[tuple[Any, ...]]:
         """The rows whose single-column primary key is in ``pks`` (at most MAX_KEYS)."""
-        size = 1 << max(len(pks) - 1, 0).bit_length()
-        sql, positional = self._many_sql(size)
         bind = self._binds[0]
         values = [v if bind is None else bind(v) for v in pks]
+        if self._array:
+            cursor.execute(self._array_sql(), {"keys": values})
+            return self._convert(cursor, cursor.fetchall())
+        size = 1 << max(len(pks) - 1, 0).bit_length()
+        sql, positional = self._many_sql(size)
         values += values[-1:] * (size - len(values))
         if positional:
             cursor.execute(sql, tuple(values))
@@ -89,6 +96,15 @@ class PkRead:
             compiled = statement.compile(dialect=self._dialect)
             found = self._many[size] = (str(compiled), bool(compiled.positional))
         return found
+
+    def _array_sql(self) -> str:
+        found = self._many.get(0)
+        if found is None:
+            column = self._pk_columns[0]
+            keys = cast(bindparam("keys"), ARRAY(column.type))
+            statement = select(*self._columns).where(column == any_(keys))
+            found = self._many[0] = (str(statement.compile(dialect=self._dialect)), False)
+        return found[0]
 
     def _convert(self, cursor: Any, rows: Sequence[Any]) -> list[tuple[Any, ...]]:
         processors = self._results

@@ -22,11 +22,11 @@ def users(db: dal.Database) -> Users:
 
 
 def _asked_for(statement: str) -> list[int]:
-    """The keys a SELECT ... IN (...) lists, from its SQL text (values bound).
+    """The keys a SELECT ... IN (...) or = ANY(ARRAY[...]) lists, from its SQL text.
 
-    A list of n keys is padded to a power of two by repeating its last key.
+    An ``IN`` list of n keys is padded to a power of two by repeating its last key.
     """
-    found = re.search(r"IN \(([^)]*)\)", statement)
+    found = re.search(r"IN \(([^)]*)\)", statement) or re.search(r"ARRAY\[([^]]*)\]", statement)
     assert found is not None, statement
     return [int(v) for v in found.group(1).split(",")]
 
@@ -178,3 +178,27 @@ def test_more_keys_than_one_in_list_takes_a_query_per_chunk(
 
     assert sorted(found) == list(range(n))
     assert len(statements.selects()) == 2
+
+
+def test_postgresql_reads_any_number_of_keys_with_one_unpadded_statement(
+    pg_db: dal.Database,
+) -> None:
+    # Padding an IN list to a power of two makes PostgreSQL plan the extra values on
+    # every call; an array parameter is one statement text for every batch size.
+    users = Users(pg_db)
+    for i in range(1, 8):
+        users.add(id=i, email=f"u{i}@example.com", name=f"user{i}")
+    users_table = User.__table__
+    log = StatementLog(pg_db.engine).attach()
+    try:
+        pg_db._store.clear()
+        assert users.get_many([1, 2, 3]).keys() == {1, 2, 3}
+        assert users.get_many([4, 5, 6, 7, 99]).keys() == {4, 5, 6, 7}
+    finally:
+        log.detach()
+    first, second = log.selects()
+    assert _asked_for(first) == [1, 2, 3]
+    assert _asked_for(second) == [4, 5, 6, 7, 99]
+    shape = re.compile(r"ARRAY\[[^]]*\]")
+    assert shape.sub("?", first) == shape.sub("?", second)
+    assert f"{users_table.name}.id = ANY" in first
