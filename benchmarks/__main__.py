@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from . import data, report, targets
+from . import data, memory, report, targets
 from .competitors import COMPETITORS
 from .config import DEFAULTS, QUICK, Config
 from .engines import QueryCounter, make_engine, redact
@@ -141,8 +141,10 @@ def _server(engine: Engine) -> str:
     return f"{engine.dialect.name} {version}"
 
 
-def run(config: Config, progress: Progress) -> tuple[list[Result], list[Case], str, int]:
-    """Create the data, run every case, drop the data; the rows, cases, server, overhead."""
+def run(
+    config: Config, progress: Progress
+) -> tuple[list[Result], list[Case], str, int, memory.Memory]:
+    """Create the data, run every case, drop the data; rows, cases, server, overhead, memory."""
     engine = make_engine(config.url)
     counter = QueryCounter(engine)  # before the first connection, which it instruments
     try:
@@ -163,7 +165,9 @@ def run(config: Config, progress: Progress) -> tuple[list[Result], list[Case], s
         ]
         progress.total = sum(len(case.competitors) for case in cases) * config.repeat
         results = [row for case in cases for row in run_case(env, case, progress)]
-        return results, cases, server, env.timer_overhead_ns
+        progress.note("measuring bytes per cached row")
+        held = memory.measure(env)
+        return results, cases, server, env.timer_overhead_ns, held
     finally:
         data.drop(engine)
         engine.dispose()
@@ -177,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     progress = Progress()
     try:
         with _database(config) as config:
-            results, cases, server, overhead = run(config, progress)
+            results, cases, server, overhead, held = run(config, progress)
     except KeyboardInterrupt:
         progress.close()
         print("interrupted; the benchmark table was dropped", file=sys.stderr)
@@ -185,6 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     progress.close()
     meta = report.describe_run(config, timer_overhead_ns=overhead, server=server)
     meta["duration_s"] = round(time.monotonic() - started, 1)
+    meta["memory"] = held.as_json()
     checked = targets.evaluate(results)
     describe = {(case.workload, case.name): case.describe for case in cases}
     print(report.render(results, checked, meta, describe))

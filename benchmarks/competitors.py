@@ -28,6 +28,7 @@ from .core import Read, Write, core_read, core_read_many, core_write
 from .data import Item
 from .engines import POOL_SIZE, QueryCounter, make_engine
 from .env import Env
+from .raw import FLOORS, Reader
 
 __all__ = ["COMPETITORS", "Competitor", "Unavailable", "create"]
 
@@ -190,6 +191,62 @@ class NoCacheNullPool(NoCacheCore):
         self.engine.dispose()
 
 
+class RawFloor(Competitor):
+    name = "raw"
+    label = "floor: the driver's own pk select on a held connection"
+    caches = False
+
+    def __init__(self, env: Env) -> None:
+        super().__init__(env)
+        self._floor = FLOORS[env.engine.dialect.driver]
+        self.label = f"{self.label}, {self._floor.how}"  # type: ignore[misc]
+        # Its own engine: the held connections must not starve the shared pool.
+        self._engine = make_engine(env.url, null_pool=True)
+        self._counter = QueryCounter(self._engine)
+        self._held: list[tuple[Any, Reader]] = []
+
+    @staticmethod
+    def supported(env: Env) -> bool:
+        """Whether ``raw.FLOORS`` has an entry for the run's driver."""
+        return env.engine.dialect.driver in FLOORS
+
+    def warm(self, threads: int) -> None:
+        """One prepared connection per thread (and the caller's), then the warm keys."""
+        while len(self._held) < threads + 1:
+            conn = self._engine.raw_connection()
+            self._held.append((conn, self._floor.prepare(conn.dbapi_connection)))
+        free = [reader.read for _, reader in self._held]
+        lock = threading.Lock()
+        local = threading.local()
+
+        def read(key: int) -> Any:
+            mine = getattr(local, "read", None)
+            if mine is None:  # a thread's first read takes a connection of its own
+                with lock:
+                    mine = local.read = free.pop()
+            return mine(key)
+
+        self.read = read
+        for key in self.env.keys.warm:
+            read(key)
+
+    @property
+    def pooled_engine(self) -> Engine | None:
+        return None
+
+    @property
+    def queries(self) -> int:
+        return self._counter.count
+
+    def close(self) -> None:
+        for conn, reader in self._held:
+            with contextlib.suppress(Exception):
+                reader.close()
+            conn.close()
+        self._held.clear()
+        self._engine.dispose()
+
+
 class LockedLRUFloor(Competitor):
     name = "lru-floor"
     label = "floor: bare LRUCache lookup under a threading.Lock, rows preloaded"
@@ -340,7 +397,7 @@ class Dal(Competitor):
     @classmethod
     def check_available(cls) -> None:
         try:
-            _repository_class()
+            repository_class()
         except (ImportError, AttributeError) as exc:
             raise Unavailable(f"dal does not import ({exc})") from exc
 
@@ -351,7 +408,7 @@ class Dal(Competitor):
         self.close()
         self._db = dal.Database(self.env.url, cache_size=self.env.config.cache_size)
         self._counter = QueryCounter(self._db.engine)
-        repository = _repository_class()(self._db)
+        repository = repository_class()(self._db)
         self.read = repository.get
         self.read_many = repository.get_many
 
@@ -379,7 +436,7 @@ class Dal(Competitor):
 
 
 @functools.cache
-def _repository_class() -> type[Any]:
+def repository_class() -> type[Any]:
     import dal
 
     class Items(dal.Repository[Item]):  # type: ignore[misc,name-defined,unused-ignore]
@@ -392,6 +449,7 @@ COMPETITORS: dict[str, type[Competitor]] = {
     cls.name: cls
     for cls in (
         LockedLRUFloor,
+        RawFloor,
         Dal,
         CachetoolsCached,
         CachetoolsMethod,

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from .stats import Result
 
-__all__ = ["plot"]
+__all__ = ["chart", "plot"]
 
 #: Fixed colours, so a competitor looks the same in every chart; dal stands out.
 COLOURS = {
     "dal": "#d62728",
     "lru-floor": "#7f7f7f",
+    "raw": "#4d4d4d",
     "ideal": "#bcbd22",
     "cachetools": "#1f77b4",
     "cachedmethod": "#17becf",
@@ -24,7 +26,18 @@ COLOURS = {
 
 
 def plot(results: Sequence[Result], path: Path, title: str) -> None:
-    """Grouped bars, one group per case: throughput above, p99 latency below (log scales)."""
+    """Write the chart of ``results`` to ``path`` as a PNG."""
+    figure = chart(results, title)
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def chart(results: Sequence[Result], title: str) -> Any:
+    """Throughput and p99 latency per case (log scales), then what sets caches apart:
+    stale reads in the mixed workloads and queries a stampede on one cold key costs."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display needed; must precede pyplot's import
@@ -36,9 +49,14 @@ def plot(results: Sequence[Result], path: Path, title: str) -> None:
     names += sorted({r.competitor for r in results} - set(names))
     groups = {case: [n for n in names if (case, n) in rows] for case in cases}
     width = 0.84 / max(len(group) for group in groups.values())
-    figure, (top, bottom) = plt.subplots(
-        2, 1, figsize=(max(10.0, 1.3 * len(cases)), 8.5), sharex=True, layout="constrained"
+    figure, axes = plt.subplot_mosaic(
+        [["top", "top"], ["bottom", "bottom"], ["stale", "stampede"]],
+        figsize=(max(10.0, 1.3 * len(cases)), 12.0),
+        height_ratios=[3, 3, 2.2],
+        layout="constrained",
     )
+    top, bottom = axes["top"], axes["bottom"]
+    bottom.sharex(top)
     labelled: set[str] = set()
     for c, case in enumerate(cases):
         group = groups[case]
@@ -56,10 +74,49 @@ def plot(results: Sequence[Result], path: Path, title: str) -> None:
     bottom.set_yscale("log")
     bottom.set_ylabel("p99 latency, µs (lower is better)")
     bottom.set_xticks(range(len(cases)), cases, rotation=20, ha="right")
+    top.tick_params(labelbottom=False)
     for axis in (top, bottom):
         axis.grid(axis="y", which="major", alpha=0.3)
     top.legend(ncols=min(len(names), 5), fontsize="small", loc="upper right")
     top.set_title(title)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    _counts(
+        axes["stale"],
+        [r for r in results if r.stale_reads is not None and r.workload == "mixed"],
+        lambda r: r.stale_reads or 0,
+        "stale reads, all repetitions (fewer is better)",
+    )
+    _counts(
+        axes["stampede"],
+        [r for r in results if r.workload == "stampede"],
+        lambda r: r.queries,
+        "queries for one cold key read by a stampede (fewer is better)",
+    )
+    return figure
+
+
+def _counts(
+    axis: Any, rows: Sequence[Result], value: Callable[[Result], float], title: str
+) -> None:
+    """Bars of a count per case and competitor, each labelled with its value and name."""
+    cases = list(dict.fromkeys(r.case or r.workload for r in rows))
+    names = [n for n in COLOURS if any(r.competitor == n for r in rows)]
+    ticks: list[float] = []
+    labels: list[str] = []
+    for c, case in enumerate(cases):
+        group = [
+            r for n in names for r in rows if r.competitor == n and (r.case or r.workload) == case
+        ]
+        width = 0.84 / max(len(group), 1)
+        for j, row in enumerate(group):
+            x = c + (j - (len(group) - 1) / 2) * width
+            bar = axis.bar(x, value(row), width * 0.9, color=COLOURS.get(row.competitor, "#444444"))
+            axis.bar_label(bar, labels=[f"{value(row):,.0f}"], fontsize="small")
+            ticks.append(x)
+            labels.append(row.competitor)
+        if len(cases) > 1:
+            axis.text(c, 0.97, case, transform=axis.get_xaxis_transform(), ha="center", va="top")
+    axis.set_xticks(ticks, labels, rotation=45, ha="right", fontsize="small")
+    axis.set_title(title, fontsize="medium")
+    axis.margins(y=0.2)
+    if not rows:
+        axis.text(0.5, 0.5, "not run", ha="center", va="center", transform=axis.transAxes)

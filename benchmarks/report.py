@@ -30,7 +30,8 @@ DEFINITIONS = {
     "ratio": "the case's reference throughput / this row's: 2.0 = the reference is twice as fast",
     "of_ideal": (
         "throughput / the compulsory-miss ideal: a cache that misses only on a key's first "
-        "request (distinct keys / requests), paying the Core read for those and the "
+        "request (distinct keys / requests), paying the raw floor of a read for those (the "
+        "driver's prepared select on a held connection, measured in the same run) and the "
         "locked-LRUCache floor for the rest"
     ),
 }
@@ -99,6 +100,8 @@ def render(
                 cell.rjust(width) for cell, width in zip(row[1:-1], widths[1:-1], strict=True)
             ]
             lines.append(("  " + "  ".join(cells) + "  " + row[-1]).rstrip())
+    if "memory" in meta:
+        lines += ["", _memory_line(meta["memory"])]
     if targets:
         lines += ["", f"Targets (set for PostgreSQL; this run: {meta['server']})"]
         width = max(len(f"{t.workload} {t.case}") for t in targets)
@@ -112,6 +115,14 @@ def render(
     lines += ["", "Columns:"]
     lines += [f"  {name}: {text}" for name, text in DEFINITIONS.items()]
     return "\n".join(lines)
+
+
+def _memory_line(held: Mapping[str, Any]) -> str:
+    return (
+        f"memory: {held['rows']:,} cached rows, by tracemalloc: dal "
+        f"{held['dal_bytes_per_row']:,.0f} bytes/row, a plain dict of tuples "
+        f"{held['dict_bytes_per_row']:,.0f} bytes/row ({held['ratio']:.2f}x)"
+    )
 
 
 def _cells(r: Result) -> tuple[str, ...]:

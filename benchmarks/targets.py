@@ -118,6 +118,13 @@ RULES: dict[str, tuple[Rule, ...]] = {
         Rule(
             "dal miss p50 at most 0.6x Session.get's", _p50("dal", "orm"), "<=", 0.6, cases=("get",)
         ),
+        Rule(
+            "dal get_many at least as fast as one Core IN query (dal / core)",
+            _throughput("dal", "core"),
+            ">=",
+            1.0,
+            cases=("get_many x50",),
+        ),
     ),
     "zipf": (
         Rule("dal at least 2x cachetools.cached", _throughput("dal", "cachetools"), ">=", 2.0),

@@ -26,6 +26,7 @@ COMPETITORS = {
     "core",
     "orm",
     "core-nullpool",
+    "raw",
 }
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -138,3 +139,78 @@ def test_json_meta_describes_the_run(run: dict[str, Any]) -> None:
 def test_plot_is_a_png(run: dict[str, Any]) -> None:
     data = run["png"].read_bytes()
     assert data.startswith(PNG_SIGNATURE)
+
+
+def test_the_raw_floor_is_in_the_miss_table(run: dict[str, Any]) -> None:
+    (raw,) = [r for r in rows(run["doc"], "miss", "raw") if r["case"] == "get"]
+    (dal,) = [r for r in rows(run["doc"], "miss", "dal") if r["case"] == "get"]
+    assert raw["queries"] == dal["queries"]  # one statement per cold key, as dal's misses
+    assert "held connection" in raw["label"] and "statement cache" in raw["label"]
+    assert "raw " in run["stdout"]
+
+
+def test_the_zipf_ideal_pays_the_raw_floor_for_each_miss(run: dict[str, Any]) -> None:
+    for ideal in rows(run["doc"], "zipf", "ideal"):
+        case = {r["competitor"]: r for r in run["doc"]["results"] if r["case"] == ideal["case"]}
+        assert ideal["extra"]["miss_read"] == "raw"
+        share = ideal["extra"]["distinct_keys"] / ideal["extra"]["requests"]
+        expected = 1 / (
+            share / case["raw"]["ops_per_s"] + (1 - share) / case["lru-floor"]["ops_per_s"]
+        )
+        assert ideal["ops_per_s"] == pytest.approx(expected)
+        assert case["dal"]["extra"]["of_ideal"] == pytest.approx(
+            case["dal"]["ops_per_s"] / expected
+        )
+
+
+def test_bytes_per_cached_row_are_reported_beside_a_dict_of_tuples(run: dict[str, Any]) -> None:
+    memory = run["doc"]["meta"]["memory"]
+    assert memory["rows"] > 0
+    # A tuple of five values is at least its header and five pointers, per row.
+    assert memory["dict_bytes_per_row"] > 80
+    assert memory["dal_bytes_per_row"] > memory["dict_bytes_per_row"] * 0.5
+    assert memory["ratio"] == pytest.approx(
+        memory["dal_bytes_per_row"] / memory["dict_bytes_per_row"]
+    )
+    assert "bytes/row" in run["stdout"] and "dict of tuples" in run["stdout"]
+
+
+def test_get_many_is_checked_against_one_core_in_query(run: dict[str, Any]) -> None:
+    (target,) = [t for t in run["doc"]["targets"] if t["case"] == "get_many x50"]
+    (dal,) = [r for r in rows(run["doc"], "miss", "dal") if r["case"] == "get_many x50"]
+    (core,) = [r for r in rows(run["doc"], "miss", "core") if r["case"] == "get_many x50"]
+    assert target["measured"] == pytest.approx(dal["ops_per_s"] / core["ops_per_s"])
+    assert target["bound"] == 1.0
+
+
+def test_the_chart_shows_stale_reads_and_stampede_queries(run: dict[str, Any]) -> None:
+    import matplotlib.pyplot as plt
+
+    from benchmarks.plot import chart
+    from benchmarks.stats import Result
+
+    figure = chart([Result(**r) for r in run["doc"]["results"]], "test")
+    try:
+        panels = {axis.get_title(): axis for axis in figure.axes}
+        stale = next(a for t, a in panels.items() if t.startswith("stale reads"))
+        stampede = next(a for t, a in panels.items() if "stampede" in t)
+
+        def bars(axis: Any) -> list[tuple[str, float]]:
+            """(competitor, height) per bar, in order: one container per bar."""
+            names = [t.get_text() for t in axis.get_xticklabels()]
+            heights = [float(c.datavalues[0]) for c in axis.containers]
+            return list(zip(names, heights, strict=True))
+
+        mixed = [r for r in run["doc"]["results"] if r["workload"] == "mixed"]
+        assert sorted(bars(stale)) == sorted((r["competitor"], r["stale_reads"]) for r in mixed)
+        assert ("dal", 0) in bars(stale)
+        assert dict(bars(stampede)) == {
+            r["competitor"]: r["queries"] for r in rows_of(run["doc"], "stampede")
+        }
+        assert dict(bars(stampede))["dal"] == 1
+    finally:
+        plt.close(figure)
+
+
+def rows_of(doc: dict[str, Any], workload: str) -> list[dict[str, Any]]:
+    return [r for r in doc["results"] if r["workload"] == workload]

@@ -1,0 +1,62 @@
+"""The benchmark's raw floor: the driver's prepared pk select, one entry per driver."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks import data
+from benchmarks.engines import make_engine
+from benchmarks.raw import FLOORS
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def bench_url(request: pytest.FixtureRequest) -> str:
+    name = "postgres_url" if request.param == "postgres" else "sqlite_url"
+    return str(request.getfixturevalue(name))
+
+
+def test_the_raw_floor_reads_rows_by_key_and_leaves_the_connection_as_it_was(
+    bench_url: str,
+) -> None:
+    engine = make_engine(bench_url)
+    data.create(engine, 1_000, seed=1)
+    try:
+        conn = engine.raw_connection()
+        try:
+            reader = FLOORS[engine.dialect.driver].prepare(conn.dbapi_connection)
+            row = reader.read(5)
+            assert row[0] == 5 and len(row) == len(data.item_table().columns)
+            assert reader.read(1_001) is None
+            reader.close()
+            if engine.dialect.name == "postgresql":
+                cursor = conn.dbapi_connection.cursor()
+                cursor.execute("SELECT count(*) FROM pg_prepared_statements")
+                assert cursor.fetchone() == (0,)  # deallocated: the pool may reuse it
+                assert conn.dbapi_connection.autocommit is False
+                cursor.close()
+        finally:
+            conn.close()
+    finally:
+        data.drop(engine)
+        engine.dispose()
+
+
+def test_the_postgresql_floor_is_a_server_side_prepared_statement(postgres_url: str) -> None:
+    engine = make_engine(postgres_url)
+    data.create(engine, 100, seed=1)
+    try:
+        conn = engine.raw_connection()
+        try:
+            reader = FLOORS["psycopg2"].prepare(conn.dbapi_connection)
+            reader.read(1)
+            cursor = conn.dbapi_connection.cursor()
+            cursor.execute("SELECT name, statement FROM pg_prepared_statements")
+            ((name, statement),) = cursor.fetchall()
+            assert name == "dal_bench_raw" and "WHERE id = $1" in statement
+            cursor.close()
+            reader.close()
+        finally:
+            conn.close()
+    finally:
+        data.drop(engine)
+        engine.dispose()
