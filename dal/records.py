@@ -14,7 +14,7 @@ import decimal
 import enum
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, NoReturn, TypeVar, cast
 
 from sqlalchemy import Column, Table
@@ -89,6 +89,18 @@ class Record(Generic[M_co]):
         values = dict(zip(self._fields, self._values(), strict=True))
         values.update(self._loaded())
         return values
+
+    def __iter__(self) -> Iterator[tuple[str, Any]]:
+        # (name, value) pairs, as pydantic models iterate: dict(record) works, and so
+        # does FastAPI's jsonable_encoder for an endpoint without a response model.
+        return iter(self._asdict().items())
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+        """``Record[User]`` in a pydantic model or a FastAPI return annotation."""
+        from .schema import record_schema
+
+        return record_schema(source, handler)
 
     def _replace(self: R, **changes: Any) -> R:
         """A new record with some columns changed, like ``namedtuple._replace``; not stored."""
