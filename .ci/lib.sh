@@ -35,7 +35,7 @@ install() {
     "$venv/bin/pip" install "$@" -e ".[test]"
     "$venv/bin/python" --version
     "$venv/bin/pip" list 2>/dev/null |
-        grep -iE '^(dal|cachetools|sqlalchemy|psycopg2-binary|pymysql|pytest|freezegun|dogpile\.cache|matplotlib|mypy|ruff|prometheus.client|opentelemetry-(api|sdk)) ' ||
+        grep -iE '^(sqlalchemy-dal|cachetools|sqlalchemy|psycopg2-binary|pymysql|pytest|freezegun|dogpile\.cache|matplotlib|mypy|ruff|prometheus.client|opentelemetry-(api|sdk)) ' ||
         true
 }
 
