@@ -1,10 +1,11 @@
 """``python -m dal``: install or remove the invalidation triggers from the command line.
 
     python -m dal install-triggers --db postgresql://app@db/app users orders
+    python -m dal install-triggers --db "host=db user=app dbname=app" users
     python -m dal uninstall-triggers --db postgresql://app@db/app users
 
 Name tables as the application's models do (``schema.table`` only if a model sets
-a schema). ``--db`` takes a SQLAlchemy or a libpq URL and defaults to
+a schema). ``--db`` takes a SQLAlchemy URL, a libpq URL or key/value string, and defaults to
 ``$DAL_DATABASE_URL``. Exit status: 0 done, 1 error, 2 bad usage.
 """
 
@@ -15,7 +16,9 @@ import os
 import sys
 from collections.abc import Sequence
 
-from sqlalchemy import create_engine
+from psycopg2 import ProgrammingError
+from psycopg2.extensions import parse_dsn
+from sqlalchemy import URL, create_engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
@@ -54,8 +57,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _psycopg2(url: str) -> str:
-    """A libpq URL (``postgresql://``, as psql takes it) in SQLAlchemy's psycopg2 form."""
+def _psycopg2(url: str) -> str | URL:
+    """``--db`` as SQLAlchemy takes it: a libpq key/value string (``"host=db dbname=app"``)
+    becomes a URL; ``postgresql://`` and ``postgres://`` URLs name psycopg2."""
+    if "://" not in url and "=" in url:
+        try:
+            params = parse_dsn(url)
+        except ProgrammingError as exc:
+            raise ConfigError(f"not a libpq connection string: {exc}".strip()) from exc
+        port = params.pop("port", None)
+        if port is not None and not port.isdigit():
+            raise ConfigError(f"port={port!r} in the libpq connection string is not a number")
+        return URL.create(
+            "postgresql+psycopg2",
+            username=params.pop("user", None),
+            password=params.pop("password", None),
+            host=params.pop("host", None),
+            port=int(port) if port else None,
+            database=params.pop("dbname", None),
+            query=params,  # sslmode, options, ...: passed to libpq as they are
+        )
     for scheme in ("postgresql://", "postgres://"):
         if url.startswith(scheme):
             return "postgresql+psycopg2://" + url[len(scheme) :]

@@ -107,6 +107,8 @@ def resolve_url(url: str | URL | None) -> URL:
     except (ArgumentError, ValueError, TypeError) as exc:
         shown = _without_password(str(url))
         raise ConfigError(f"not a database URL: {shown!r} ({_without_password(str(exc))})") from exc
+    if parsed.drivername.partition("+")[0] == "postgres":  # as Heroku and others hand out
+        parsed = parsed.set(drivername="postgresql" + parsed.drivername[len("postgres") :])
     backend = parsed.get_backend_name()
     if backend not in SUPPORTED:
         raise ConfigError(_unsupported(parsed, backend))
