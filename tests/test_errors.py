@@ -153,9 +153,9 @@ def test_bad_url_or_driver_is_a_config_error(url: str, named: str) -> None:
     assert named in str(raised.value)
 
 
-@pytest.mark.parametrize("url", ["postgres://app@127.0.0.1/app", "nosuchdb://app@127.0.0.1/app"])
+@pytest.mark.parametrize("url", ["postgre://app@127.0.0.1/app", "nosuchdb://app@127.0.0.1/app"])
 def test_unknown_backend_name_is_a_config_error(url: str) -> None:
-    """A scheme SQLAlchemy has no dialect for (the old postgres:// alias, a typo)."""
+    """A scheme SQLAlchemy has no dialect for (a typo; postgres:// is accepted, see test_urls)."""
     with pytest.raises(dal.ConfigError) as raised:
         dal.Database(url)
 
