@@ -9,7 +9,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from dal.engine import sqlite_pragmas
+from dal.drivers import sqlite_pragmas
 
 __all__ = ["POOL_SIZE", "QueryCounter", "make_engine", "redact"]
 

@@ -13,6 +13,7 @@ from urllib.parse import quote, quote_plus
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from . import drivers
 from .errors import ConfigError
 
 __all__ = ["DEFAULT_SQLITE_PATH", "SUPPORTED", "Settings"]
@@ -20,8 +21,8 @@ __all__ = ["DEFAULT_SQLITE_PATH", "SUPPORTED", "Settings"]
 #: The embedded default when neither a URL nor ``$DAL_DATABASE_URL`` is given.
 DEFAULT_SQLITE_PATH = "dal.sqlite3"
 
-#: backend -> the one driver dal supports for it (its freshness hooks are per driver).
-SUPPORTED = {"sqlite": "pysqlite", "postgresql": "psycopg2"}
+#: backend -> the drivers dal supports for it, the default first (``dal.drivers``).
+SUPPORTED = drivers.supported()
 
 INVALIDATION_MODES = (None, "postgres")
 
@@ -112,10 +113,10 @@ def resolve_url(url: str | URL | None) -> URL:
     backend = parsed.get_backend_name()
     if backend not in SUPPORTED:
         raise ConfigError(_unsupported(parsed, backend))
-    if "+" not in parsed.drivername:  # no driver named: the one dal supports
-        parsed = parsed.set(drivername=f"{backend}+{SUPPORTED[backend]}")
+    if "+" not in parsed.drivername:  # no driver named: the default one
+        parsed = parsed.set(drivername=f"{backend}+{SUPPORTED[backend][0]}")
     driver = parsed.get_driver_name()  # loads the dialect: only for known backends
-    if SUPPORTED[backend] != driver:
+    if driver not in SUPPORTED[backend]:
         raise ConfigError(_unsupported(parsed, f"{backend}+{driver}"))
     if backend == "sqlite" and parsed.database in (None, "", ":memory:"):
         raise ConfigError(
@@ -126,7 +127,7 @@ def resolve_url(url: str | URL | None) -> URL:
 
 
 def _unsupported(url: URL, what: str) -> str:
-    supported = ", ".join(f"{b}+{d}" for b, d in SUPPORTED.items())
+    supported = ", ".join(f"{b}+{d}" for b, names in SUPPORTED.items() for d in names)
     shown = url.render_as_string(hide_password=True)
     return f"unsupported database {what!r} in {shown!r}; dal supports {supported}"
 

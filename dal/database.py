@@ -58,11 +58,12 @@ class Database:
             invalidation=invalidation,
         )
         self._store = Store(cache_size, cache_bytes)
-        self._tracker = Tracker(self._store)
+        driver = engines.driver_of(self.settings)
+        self._tracker = Tracker(self._store, driver)
         self._pool_counters = engines.PoolCounters()
-        self._engine = engines.create(self.settings, self._tracker, self._pool_counters)
-        # Reads run in autocommit: one round trip, no BEGIN/ROLLBACK around them.
-        self._read_mode = engines.read_mode(self.settings)
+        self._engine = engines.create(self.settings, driver, self._tracker, self._pool_counters)
+        # Reads run in the driver's read mode: one round trip, no BEGIN/ROLLBACK around them.
+        self._read_mode = driver.read_mode
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
         #: The innermost ``session()`` of the running context, whose writes reads must see.
         self._active: ContextVar[Session | None] = ContextVar(
@@ -241,7 +242,7 @@ class Database:
         outer = self._reading.get()
         if outer is not None:
             return query(outer)
-        with self._engine.connect() as conn, self._read_mode(conn.connection.dbapi_connection):
+        with self._engine.connect() as conn, self._read_mode(conn.connection):
             token = self._reading.set(conn)
             try:
                 return query(conn)
@@ -255,7 +256,7 @@ class Database:
         pooled = self._engine.raw_connection()
         try:
             dbapi = pooled.dbapi_connection
-            with self._read_mode(dbapi):
+            with self._read_mode(pooled):
                 return self._fetch(pooled, dbapi, reader, run)
         finally:
             pooled.close()
@@ -316,5 +317,4 @@ class Database:
             return session
         if not session.in_transaction():
             return None
-        dbapi = session.connection().connection.dbapi_connection
-        return session if getattr(dbapi, "dal_pending", None) else None
+        return session if self._tracker.pending(session.connection()) else None

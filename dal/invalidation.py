@@ -2,15 +2,16 @@
 
 SQLAlchemy's ``ConnectionEvents.commit`` fires *before* COMMIT is sent; invalidating
 there lets a reader refill the old row while the COMMIT is in flight. The point that
-is truly after the commit is the end of the DBAPI connection's own ``commit()``, so
-the pool's connections are made from a subclass of the driver's connection class
-(the drivers' documented ``factory`` / ``connection_factory`` argument) whose
-``commit()`` invalidates once the database has answered. ORM flushes, Core DML and
-text all pass through it.
+is truly after the commit is the return of the dialect's ``do_commit``, which every
+COMMIT passes through whatever the driver (a sync DBAPI connection, an async
+adapter's transaction) and whoever sends it (a Connection, an ORM Session, the
+pool's reset on return). ``Tracker.hook`` wraps the engine's own dialect instance
+there; a transaction's pending changes live in the pool's per-connection ``info``
+dict, which lasts exactly as long as the DBAPI connection.
 
-A transaction can also end without ``commit()``: a statement in autocommit, or the
+A transaction can also end without ``do_commit``: a statement in autocommit, or the
 RELEASE of an outermost SQLite savepoint. After every statement, and at
-``rollback()``, a connection that has pending writes but no open transaction has
+``do_rollback``, a connection that has pending writes but no open transaction has
 committed them, and they are applied then. Only the rollback of an open transaction
 discards them.
 """
@@ -19,17 +20,26 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import MetaData, Table
+from sqlalchemy import Connection, MetaData, Table
 
 from .cache import Store
 from .statements import Write, failed_writes_of, table_of, writes_of
 
-__all__ = ["Pending", "Tracker", "connection_class"]
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Dialect
+    from sqlalchemy.pool import PoolProxiedConnection
+
+    from .drivers import Driver
+
+__all__ = ["PENDING", "Pending", "Tracker"]
 
 #: Changes of one transaction: table -> primary-key tuples, or None for any row.
 Pending = dict[str, "set[tuple[Any, ...]] | None"]
+
+#: The key of a connection's pending changes in the pool's per-connection ``info``.
+PENDING = "dal.pending"
 
 #: Past this many keys of one table in one transaction, invalidate the whole table.
 MAX_KEYS_PER_TABLE = 10_000
@@ -40,8 +50,10 @@ _CASCADING = {"CASCADE", "SET NULL", "SET DEFAULT"}
 class Tracker:
     """Collects each connection's writes and applies them when they commit."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, driver: Driver) -> None:
         self.store = store
+        self._in_transaction = driver.in_transaction
+        self._commits_when_read = driver.commits_when_read
         #: Called with (dbapi connection, changes) inside the transaction, just before
         #: COMMIT (the cross-process bus sends its NOTIFY there).
         self.before_commit: Callable[[Any, Pending], None] | None = None
@@ -78,7 +90,7 @@ class Tracker:
 
     def after_execute(
         self,
-        conn: Any,
+        conn: Connection,
         clauseelement: Any,
         multiparams: Any,
         params: Any,
@@ -93,56 +105,79 @@ class Tracker:
             table = table_of(compiled) if compiled is not None else None
             if table is not None:
                 self.watch(table)
-            dbapi = conn.connection.dbapi_connection
-            self._record(dbapi, writes)
+            pooled = conn.connection
+            self._record(pooled, writes)
             # SQLite commits an autocommit statement with RETURNING only once its rows
             # are read: settle it at the connection's next statement or rollback.
-            if not (result.returns_rows and dbapi.dal_commits_when_read):
-                self._settle(dbapi)
+            if not (result.returns_rows and self._commits_when_read):
+                self._settle(pooled)
 
     def after_cursor_execute(
-        self, conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: Any
+        self,
+        conn: Connection,
+        cursor: Any,
+        statement: str,
+        parameters: Any,
+        context: Any,
+        many: Any,
     ) -> None:
         """``ConnectionEvents.after_cursor_execute``: driver-level SQL, and transaction ends.
 
         ``exec_driver_sql`` (and SQLAlchemy's own SAVEPOINT statements) reach only this
         event, not ``after_execute``.
         """
-        dbapi = cursor.connection
+        pooled = conn.connection
         if getattr(context, "compiled", None) is None:
             writes = writes_of(statement, None, None, lambda: self.store.tables)
             if writes:
-                self._record(dbapi, writes)
-        if getattr(dbapi, "dal_pending", None):
-            self._settle(dbapi)
+                self._record(pooled, writes)
+        if pooled.info.get(PENDING):
+            self._settle(pooled)
 
     def handle_error(self, context: Any) -> None:
         """``ConnectionEvents.handle_error``: a failed write may have written some rows."""
         try:
-            dbapi = context.connection.connection.dbapi_connection
+            pooled = context.connection.connection
+            pooled.info  # noqa: B018  (a connection without per-connection state: none)
         except Exception:
             return
         writes = failed_writes_of(context.execution_context)
-        if writes and hasattr(dbapi, "dal_in_transaction"):
-            self._record(dbapi, writes)
-            self._settle(dbapi)
+        if writes:
+            self._record(pooled, writes)
+            # The statement's own error is what the caller gets: a publish that fails
+            # too (on a connection the error closed) must not replace it.
+            self._settle(pooled, quiet=True)
 
-    def _record(self, dbapi: Any, writes: list[Write]) -> None:
-        pending: Pending = dbapi.dal_pending or {}
+    def pending(self, conn: Connection) -> bool:
+        """Whether ``conn``'s transaction has written something not yet applied."""
+        return bool(conn.info.get(PENDING))
+
+    def _record(self, pooled: PoolProxiedConnection, writes: list[Write]) -> None:
+        info = pooled.info
+        pending: Pending = info.get(PENDING) or {}
         for table, pks, op in writes:
             _merge(pending, table, pks)
             for child in self._cascades(table, op):
                 _merge(pending, child, None)
-        dbapi.dal_pending = pending
+        info[PENDING] = pending
 
-    def _settle(self, dbapi: Any) -> None:
+    def _settle(self, pooled: PoolProxiedConnection, quiet: bool = False) -> None:
         """Apply pending writes if the transaction they belong to has ended (committed)."""
-        if not dbapi.dal_in_transaction():
-            pending = dbapi.dal_pending
-            dbapi.dal_pending = None
+        dbapi = pooled.dbapi_connection
+        if not self._in_transaction(dbapi):
+            pending = pooled.info.pop(PENDING, None)
             if pending:
-                self.publish(dbapi, pending)
-                self.commit(dbapi, pending)
+                self._ended(dbapi, pending, quiet)
+
+    def _ended(self, dbapi: Any, pending: Pending, quiet: bool = False) -> None:
+        """Writes that committed on their own: announce them, and apply them whatever."""
+        try:
+            self.publish(dbapi, pending)
+        except Exception:
+            if not quiet:
+                raise
+        finally:
+            self.commit(pending)
 
     def _cascades(self, table: str, op: str) -> set[str]:
         """Tables the database itself changes when ``table`` is written (transitively)."""
@@ -163,17 +198,69 @@ class Tracker:
                         todo.append(child)
         return found
 
-    # -- commit hooks (called by the connection class) ---------------------------
+    # -- the seam: the dialect's do_commit / do_rollback ----------------------------
+
+    def hook(self, dialect: Dialect) -> None:
+        """Wrap ``dialect.do_commit``/``do_rollback`` (this engine's instance only).
+
+        Connections, sessions and the pool's reset on return all call these with
+        the pool's proxied connection, so one wrapper serves every driver.
+        """
+        real_commit, real_rollback = dialect.do_commit, dialect.do_rollback
+
+        def do_commit(connection: PoolProxiedConnection) -> None:
+            state = _state(connection)
+            pending = None if state is None else state.pop(PENDING, None)
+            if not pending:
+                real_commit(connection)
+                return
+            try:
+                self.publish(connection.dbapi_connection, pending)
+                real_commit(connection)
+            finally:
+                # Only now has the database answered. Also when COMMIT (or the publish
+                # before it) failed: whether it took effect may be unknown, and a
+                # needless invalidation only costs a reload.
+                self.commit(pending)
+
+        def do_rollback(connection: PoolProxiedConnection) -> None:
+            state = _state(connection)
+            pending = None if state is None else state.pop(PENDING, None)
+            try:
+                if pending and not self._in_transaction(connection.dbapi_connection):
+                    # Nothing is open to roll back: the writes ended on their own
+                    # (autocommit, RELEASE of an outermost savepoint) and committed.
+                    self._ended(connection.dbapi_connection, pending)
+            finally:
+                real_rollback(connection)
+
+        # Instance attributes shadow the class's methods for this dialect alone.
+        dialect.do_commit = do_commit  # type: ignore[method-assign,assignment]
+        dialect.do_rollback = do_rollback  # type: ignore[method-assign,assignment]
 
     def publish(self, dbapi: Any, pending: Pending) -> None:
+        """Hand ``pending`` to ``before_commit``, inside the transaction about to commit."""
         if self.before_commit is not None:
             self.before_commit(dbapi, pending)
 
-    def commit(self, dbapi: Any, pending: Pending) -> None:
+    def commit(self, pending: Pending) -> None:
         """Apply a committed transaction's changes to this process's cache."""
         self.store.invalidate(pending)
         if self.after_apply is not None:
             self.after_apply(pending)
+
+
+def _state(connection: PoolProxiedConnection) -> dict[Any, Any] | None:
+    """The connection's ``info``; None for the pool's first-connect stand-in.
+
+    SQLAlchemy's ``_AdhocProxiedConnection``, passed to ``do_rollback`` once the
+    dialect has initialized on a new connection, raises NotImplementedError on
+    ``.info``; nothing has been tracked on it yet.
+    """
+    try:
+        return connection.info
+    except NotImplementedError:
+        return None
 
 
 def _merge(pending: Pending, table: str, pks: set[tuple[Any, ...]] | None) -> None:
@@ -187,51 +274,3 @@ def _merge(pending: Pending, table: str, pks: set[tuple[Any, ...]] | None) -> No
             known.update(pks)
     else:
         pending[table] = None if pks is None or len(pks) > MAX_KEYS_PER_TABLE else set(pks)
-
-
-def connection_class(
-    base: type,
-    tracker: Tracker,
-    in_transaction: Callable[[Any], bool],
-    commits_when_read: bool,
-) -> type:
-    """A subclass of the driver's connection class that invalidates after COMMIT.
-
-    ``in_transaction(conn)`` tells whether a transaction is open on ``conn``; after a
-    write, "no" means it committed on its own. ``commits_when_read``: the driver
-    commits an autocommit statement that returns rows only once they are read.
-    """
-
-    class TrackedConnection(base):  # type: ignore[misc]
-        dal_pending: Pending | None = None
-        dal_commits_when_read = commits_when_read
-
-        def dal_in_transaction(self) -> bool:
-            return in_transaction(self)
-
-        def commit(self) -> None:
-            pending = self.dal_pending
-            if not pending:
-                super().commit()
-                return
-            tracker.publish(self, pending)
-            try:
-                super().commit()
-            finally:
-                # Also when COMMIT failed: whether it took effect may be unknown,
-                # and a needless invalidation only costs a reload.
-                self.dal_pending = None
-                tracker.commit(self, pending)
-
-        def rollback(self) -> None:
-            pending = self.dal_pending
-            self.dal_pending = None
-            if pending and not in_transaction(self):
-                # Nothing is open to roll back: the writes ended on their own
-                # (autocommit, RELEASE of an outermost savepoint) and committed.
-                tracker.publish(self, pending)
-                tracker.commit(self, pending)
-            super().rollback()
-
-    TrackedConnection.__qualname__ = TrackedConnection.__name__ = f"Tracked{base.__name__}"
-    return TrackedConnection

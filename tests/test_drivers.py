@@ -1,0 +1,76 @@
+"""The driver entries: each one's probes answer truly on its own backend.
+
+The write tracking trusts an entry's ``in_transaction`` to tell "committed on its
+own" from "still open", and the read path trusts its ``read_mode`` to leave no
+transaction behind; these run against the real backends.
+"""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import create_engine, text, update
+
+import dal
+from dal import config, drivers
+from dal.engine import driver_of
+from tests.models import User, Users
+
+
+def test_the_supported_table_is_the_driver_entries() -> None:
+    assert {"sqlite", "postgresql"} <= set(config.SUPPORTED)
+    assert sum(map(len, config.SUPPORTED.values())) == len(drivers.DRIVERS)
+    for entry in drivers.DRIVERS:
+        assert drivers.lookup(entry.backend, entry.driver) is entry
+        assert entry.driver in config.SUPPORTED[entry.backend]
+
+
+def test_a_url_without_a_driver_gets_the_backends_first_entry() -> None:
+    url = config.resolve_url("postgresql://app@127.0.0.1/app")
+    assert url.drivername == "postgresql+psycopg2"
+    assert drivers.default_driver("postgresql") == "psycopg2"
+    assert drivers.default_driver("oracle") is None
+
+
+def test_an_unsupported_driver_names_every_entry() -> None:
+    with pytest.raises(dal.ConfigError) as caught:
+        config.resolve_url("postgresql+pg8000://app@127.0.0.1/app")
+    for entry in drivers.DRIVERS:
+        assert entry.name in str(caught.value)
+
+
+def test_the_transaction_probe_sees_a_transaction_open_and_ended(db: dal.Database) -> None:
+    users = Users(db)
+    pk = users.add(email="a@example.com", name="A").id
+    probe = driver_of(db.settings).in_transaction
+    with db.engine.connect() as conn:
+        dbapi = conn.connection.dbapi_connection
+        assert not probe(dbapi)
+        conn.execute(update(User).where(User.id == pk).values(name="B"))
+        assert probe(dbapi)
+        conn.commit()
+        assert not probe(dbapi)
+
+
+def test_the_read_mode_leaves_no_transaction_behind(db: dal.Database) -> None:
+    entry = driver_of(db.settings)
+    with db.engine.connect() as conn:
+        pooled = conn.connection
+        with entry.read_mode(pooled):
+            conn.exec_driver_sql("SELECT 1").all()
+            assert not entry.in_transaction(pooled.dbapi_connection)
+        conn.rollback()
+
+
+def test_returning_is_what_the_dialect_reports(db: dal.Database) -> None:
+    with db.engine.connect() as conn:  # a dialect that asks the server knows after connecting
+        conn.execute(text("SELECT 1"))
+    assert driver_of(db.settings).returning(db.engine.dialect) == {"insert", "update", "delete"}
+
+
+def test_the_seam_is_this_engines_dialect_alone(db: dal.Database) -> None:
+    # Wrapping the dialect instance, not its class: another engine is untouched.
+    dialect = db.engine.dialect
+    assert "do_commit" in vars(dialect) and "do_rollback" in vars(dialect)
+    other = create_engine(db.settings.url)
+    assert "do_commit" not in vars(other.dialect)
+    other.dispose()
