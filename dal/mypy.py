@@ -48,6 +48,10 @@ MAPPED = frozenset(
 )
 
 
+#: Annotations of legacy ``Column(...)`` attributes, whose argument is the value's type.
+COLUMNS = frozenset({"sqlalchemy.sql.schema.Column"})
+
+
 class DalPlugin(Plugin):
     """Attribute types of ``Record[M]``; record types for cached functions' results."""
 
@@ -83,6 +87,12 @@ def _record_attribute(ctx: AttributeContext) -> Type:
     mapped = get_proper_type(node.type) if isinstance(node, Var) and node.type else None
     if isinstance(mapped, Instance) and mapped.type.fullname in MAPPED and mapped.args:
         return _as_records(ctx.api, mapped.args[0], collection=tuple)
+    if isinstance(mapped, Instance) and mapped.type.fullname in COLUMNS and mapped.args:
+        return mapped.args[0]  # email = Column(String): a Column[str]
+    if isinstance(node, Var) and not node.info.fullname.startswith("sqlalchemy."):
+        # Declared on the model but not as Mapped[...] (mapped_column() without an
+        # annotation, an imperative mapping...): a record may carry it, untyped.
+        return ctx.default_attr_type
     if model.type.fallback_to_any:  # a base mypy cannot see: anything may be mapped
         return ctx.default_attr_type
     ctx.api.fail(

@@ -41,6 +41,8 @@ if found is not None:
 assert_type(customers.find(email="a@example.com"), list[Record[Customer]])
 assert_type(customers.add(email="a@example.com").id, int)
 assert_type(Purchases(db).update(1, amount=5).amount, int)
+assert_type(Purchases(db).update(1, amount=5).quantity, int)
+assert_type(Purchases(db).update(1, amount=5).note, Any)
 assert_type(customers.get_many([1, 2]), dict[Hashable, Record[Customer]])
 
 

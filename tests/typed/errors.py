@@ -31,6 +31,7 @@ count: int = customer.email  # E: (expression has type "str", variable has type 
 customer.email = "b@example.com"  # E: variable has type "Never"
 customer.purchases[0].amount = 1  # E: variable has type "Never"
 customer.purchases[0].amont  # E: "Record[Purchase]" has no attribute "amont"
+customer.metadata  # E: "Record[Customer]" has no attribute "metadata"
 
 
 @dal.cached_query(db, depends_on=[Customer])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import Column, ForeignKey, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -25,4 +25,6 @@ class Purchase(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
     amount: Mapped[int]
+    quantity = Column(Integer, nullable=False, default=1)  # the pre-2.0 declarative style
+    note = mapped_column(String(100), nullable=True)  # no annotation: untyped
     customer: Mapped[Customer] = relationship(back_populates="purchases")
