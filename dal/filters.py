@@ -66,7 +66,7 @@ class Filters:
         """Check the arguments (UnknownColumnError, InvalidArgument) and key them."""
         clauses = self.where(where, equals, call)
         ordering = self.order(order_by)
-        limit, offset = self.count("limit", limit), self.count("offset", offset)
+        limit, offset = self.non_negative("limit", limit), self.non_negative("offset", offset)
         expressions = [*where, *(t for t in _terms(order_by) if not isinstance(t, str))]
         # name=value filters and column names key as themselves (the common, fast case).
         args = (
@@ -127,7 +127,7 @@ class Filters:
                 f"{', '.join(map(repr, unknown))} (columns: {', '.join(self._columns)})"
             )
 
-    def count(self, name: str, value: Any) -> int | None:
+    def non_negative(self, name: str, value: Any) -> int | None:
         """``limit`` or ``offset``: None or a non-negative integer."""
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise InvalidArgument(f"{name} must be a non-negative integer or None, not {value!r}")

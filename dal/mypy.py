@@ -18,9 +18,16 @@ from collections.abc import Callable
 
 from mypy.errorcodes import ATTR_DEFINED
 from mypy.nodes import MemberExpr, MypyFile, TypeInfo, Var
-from mypy.plugin import AttributeContext, CheckerPluginInterface, MethodContext, Plugin
+from mypy.plugin import (
+    AttributeContext,
+    CheckerPluginInterface,
+    MethodContext,
+    MethodSigContext,
+    Plugin,
+)
 from mypy.types import (
     AnyType,
+    FunctionLike,
     Instance,
     ProperType,
     TupleType,
@@ -66,6 +73,13 @@ class DalPlugin(Plugin):
             return _returns_records
         return None
 
+    def get_method_signature_hook(
+        self, fullname: str
+    ) -> Callable[[MethodSigContext], FunctionLike] | None:
+        if fullname == "dal.query.CachedQuery.set":
+            return _set_takes_records
+        return None
+
 
 def plugin(version: str) -> type[Plugin]:
     """mypy's entry point."""
@@ -106,6 +120,18 @@ def _record_attribute(ctx: AttributeContext) -> Type:
 
 def _returns_records(ctx: MethodContext) -> Type:
     return _as_records(ctx.api, ctx.default_return_type, collection=None)
+
+
+def _set_takes_records(ctx: MethodSigContext) -> FunctionLike:
+    # set(value, *args) stores what a call returns: records where the function has ORM
+    # instances (both are accepted, as dal makes records of instances).
+    signature = ctx.default_signature
+    if not signature.arg_types:
+        return signature
+    value = signature.arg_types[0]
+    records = _as_records(ctx.api, value, collection=None)
+    either = UnionType.make_union([value, records]) if records != value else value
+    return signature.copy_modified(arg_types=[either, *signature.arg_types[1:]])
 
 
 def _as_records(api: CheckerPluginInterface, typ: Type, *, collection: type | None) -> Type:

@@ -68,3 +68,5 @@ assert_type(with_purchases.refresh(10), Sequence[Record[Customer]])
 assert_type(with_purchases.uncached(limit=10), Sequence[Record[Customer]])
 assert_type(pairs(), list[Row[tuple[Record[Customer], Record[Purchase]]]])
 assert_type(emails(), dict[int, str])
+with_purchases.set(with_purchases(10), 10)  # records, as the call returns them
+with_purchases.set([Customer(email="a@example.com")], 10)  # or instances

@@ -40,4 +40,5 @@ def richest(session: Session, limit: int) -> Sequence[Customer]:
 
 
 richest(3)[0].email = "c@example.com"  # E: variable has type "Never"
+richest.set([1], 3)  # E: Argument 1 to "set" of "CachedQuery" has incompatible type "list[int]"
 richest("3")  # E: incompatible type "str"; expected "int"
