@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from . import engine as engines
+from . import reads
 from .cache import Store
 from .config import Settings, resolve_url
 from .errors import ConfigError, DatabaseClosed, PoolTimeout, refused_value, translate
@@ -252,33 +253,14 @@ class Database:
     def _read_raw_once(self, reader: PkRead, run: Callable[[Any], T]) -> T:
         outer = self._reading.get()
         if outer is not None:  # inside a load: read on its connection
-            return self._fetch(None, outer.connection.dbapi_connection, reader, run)
-        pooled = self._engine.raw_connection()
+            dbapi = outer.connection.dbapi_connection
+            return reads.fetch(self._engine, None, dbapi, reader.sql, run)
+        pooled = reads.raw_connection(self._engine)
         try:
-            dbapi = pooled.dbapi_connection
             with self._read_mode(pooled):
-                return self._fetch(pooled, dbapi, reader, run)
+                return reads.fetch(self._engine, pooled, pooled.dbapi_connection, reader.sql, run)
         finally:
             pooled.close()
-
-    def _fetch(self, pooled: Any, dbapi: Any, reader: PkRead, run: Callable[[Any], T]) -> T:
-        """``run(cursor)``, driver errors wrapped as SQLAlchemy would wrap them."""
-        dialect = self._engine.dialect
-        cursor = dbapi.cursor()
-        try:
-            return run(cursor)
-        except dialect.loaded_dbapi.Error as exc:
-            gone = dialect.is_disconnect(exc, dbapi, cursor)
-            if gone and pooled is not None:
-                pooled.invalidate(exc)
-            raise DBAPIError.instance(
-                reader.sql, None, exc, dialect.loaded_dbapi.Error, connection_invalidated=gone
-            ) from exc
-        except ValueError as exc:  # a value the driver refused to send: see refused_value
-            raise DBAPIError.instance(reader.sql, None, exc, dialect.loaded_dbapi.Error) from exc
-        finally:
-            with suppress(Exception):  # a dropped connection's cursor may not close
-                cursor.close()
 
     def _refuse_when_closed(self, *args: Any) -> None:
         """``DialectEvents.do_connect``: no new connection once closed."""
