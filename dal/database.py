@@ -80,6 +80,8 @@ class Database:
         # dispose() leaves a fresh pool behind: after close() it must open nothing.
         event.listen(self._engine, "do_connect", self._refuse_when_closed)
         event.listen(self._engine, "handle_error", refused_value)
+        # After dal's own cursor-event listeners: they do not count as somebody watching.
+        self._watch = reads.Watch(self._engine)
         #: The cross-process bus (invalidation="postgres"); it starts with caching paused.
         self._bus: Bus | None = None
         if self.settings.invalidation == "postgres":
@@ -251,6 +253,8 @@ class Database:
                 self._reading.reset(token)
 
     def _read_raw_once(self, reader: PkRead, run: Callable[[Any], T]) -> T:
+        if self._watch.watched():  # somebody listens: the same SQL through Core's events
+            return self._read_once(lambda conn: reads.evented(conn, run))
         outer = self._reading.get()
         if outer is not None:  # inside a load: read on its connection
             dbapi = outer.connection.dbapi_connection

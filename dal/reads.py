@@ -1,16 +1,19 @@
-"""The raw read path's parts: a pooled DBAPI connection and its errors.
+"""The raw read path's parts: a pooled DBAPI connection, its errors, and who is watching.
 
 A primary-key miss runs its compiled SELECT straight on a pooled DBAPI cursor
 (``dal.pkread``): SQLAlchemy Core spends more than the query itself around it. That
 fast path must still behave as Core would: connect errors and statement errors are
 wrapped as Core wraps them, and a disconnect discards every pooled connection older
 than it, as Core's ``_handle_dbapi_exception`` does, so a retry never meets another
-dead one.
+dead one. And it is taken only while nobody watches: as soon as a listener other
+than dal's own is on the engine's cursor events, or ``sqlalchemy.engine`` logs at
+INFO, the same SQL with the same values runs through ``Connection.exec_driver_sql``
+(``evented``), so tracing, error reporting and statement logs see every statement.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from typing import Any, TypeVar
 
@@ -18,9 +21,46 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import PoolProxiedConnection
 
-__all__ = ["fetch", "raw_connection"]
+__all__ = ["Watch", "evented", "fetch", "raw_connection"]
 
 T = TypeVar("T")
+
+
+class Watch:
+    """Tells whether anyone but dal watches the engine's statements: listeners on
+    ``before_cursor_execute``, ``after_cursor_execute`` or ``handle_error``, or
+    ``sqlalchemy.engine`` logging at INFO (``echo=True`` included).
+
+    Counted once, after dal registered its own listeners; asking costs three
+    ``len()`` calls and a logger level check, paid by misses only.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        # Stable per engine; their event attributes are replaced as listeners come and go.
+        self._events: Any = engine.dispatch
+        self._dialect_events: Any = engine.dialect.dispatch  # handle_error is a dialect event
+        # Listeners on the Engine class (parent_listeners) are somebody else's.
+        self._own = sum(len(c) - len(c.parent_listeners) for c in self._collections())
+
+    def _collections(self) -> list[Any]:
+        events = self._events
+        return [
+            events.before_cursor_execute,
+            events.after_cursor_execute,
+            self._dialect_events.handle_error,
+        ]
+
+    def watched(self) -> bool:
+        """Whether a statement must go through Core's events and log."""
+        events = self._events
+        listeners = (
+            len(events.before_cursor_execute)
+            + len(events.after_cursor_execute)
+            + len(self._dialect_events.handle_error)
+        )
+        # _should_log_info is what Connection itself asks to decide whether to log.
+        return listeners != self._own or self._engine._should_log_info()
 
 
 def raw_connection(engine: Engine) -> PoolProxiedConnection:
@@ -68,3 +108,43 @@ def fetch(
     finally:
         with suppress(Exception):  # a dropped connection's cursor may not close
             cursor.close()
+
+
+def evented(conn: Connection, run: Callable[[Any], T]) -> T:
+    """``run(cursor)`` with a cursor whose statements go through ``exec_driver_sql``."""
+    cursor = _CoreCursor(conn)
+    try:
+        return run(cursor)
+    finally:
+        cursor.close()
+
+
+class _CoreCursor:
+    """The DBAPI cursor calls ``PkRead`` makes, sent as ``Connection.exec_driver_sql``.
+
+    The statement and its values are exactly the raw path's; Core adds its cursor
+    events, its statement log and its error handling (pool invalidation on a
+    disconnect included). Rows come back as the driver returned them, and ``PkRead``
+    converts them with the same result processors either way.
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._result: Any = None
+        self.description: Sequence[Any] | None = None
+
+    def execute(self, sql: str, parameters: Any) -> None:
+        self.close()
+        self._result = self._conn.exec_driver_sql(sql, parameters)
+        self.description = self._result.cursor.description
+
+    def fetchone(self) -> Any:
+        return self._result.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        return list(self._result.fetchall())
+
+    def close(self) -> None:
+        if self._result is not None:
+            self._result.close()
+            self._result = None
