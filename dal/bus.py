@@ -31,6 +31,7 @@ from sqlalchemy import Engine
 from . import triggers
 from .cache import Store
 from .invalidation import Pending
+from .keys import table_key
 from .messages import CHANNEL, BadMessage, Message, decode, encode
 from .statements import ALL
 
@@ -300,18 +301,16 @@ class Bus:
             observer(message)
 
     def _apply(self, changes: dict[str, set[tuple[Any, ...]] | None]) -> None:
-        """Invalidate as a local commit would; a table also under its bare name."""
+        """Invalidate as a local commit would, under this process's table keys.
+
+        The writer (or a trigger) may name "public.users" or "Users" for "users".
+        """
         if ALL in changes:
             self._store.clear()
             return
-        targets = dict(changes)
-        names = {_bare(t) for t in changes}
-        for known in self._store.tables:
-            # The writer may name "users" where this process says "public.users".
-            if known not in changes and _bare(known) in names:
-                for name, pks in changes.items():
-                    if _bare(name) == _bare(known):
-                        _merge(targets, known, pks)
+        targets: dict[str, set[tuple[Any, ...]] | None] = {}
+        for name, pks in changes.items():
+            _merge(targets, table_key(name), pks)
         self._store.invalidate(targets)
 
     def _fault(self, exc: BaseException) -> None:

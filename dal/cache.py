@@ -414,7 +414,7 @@ def _row_keys(ns: Namespace, pks: Collection[tuple[Any, ...]]) -> list[Key] | No
     """Keys of written rows in a row namespace, or ``None`` if a pk is unusable."""
     assert ns.pk is not None
     try:
-        return [(ns, ns.pk.from_row(pk)) for pk in pks if pk != NEW_ROWS]
+        return [(ns, ns.pk.written(pk)) for pk in pks if pk != NEW_ROWS]
     except (UncacheableArgument, IndexError):
         return None
 

@@ -18,13 +18,13 @@ discards them.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, MetaData, Table
+from sqlalchemy import Connection, Table
 
 from .cache import Store
+from .relations import Relations, lookup_connection
 from .statements import Write, failed_writes_of, table_of, writes_of
 
 if TYPE_CHECKING:
@@ -44,8 +44,6 @@ PENDING = "dal.pending"
 #: Past this many keys of one table in one transaction, invalidate the whole table.
 MAX_KEYS_PER_TABLE = 10_000
 
-_CASCADING = {"CASCADE", "SET NULL", "SET DEFAULT"}
-
 
 class Tracker:
     """Collects each connection's writes and applies them when they commit."""
@@ -59,32 +57,12 @@ class Tracker:
         self.before_commit: Callable[[Any, Pending], None] | None = None
         #: Called with the changes after they were applied locally.
         self.after_apply: Callable[[Pending], None] | None = None
-        self._lock = threading.Lock()
-        self._metadata: list[MetaData] = []
-        # parent table -> tables whose rows the database changes when a parent row is
-        # deleted or updated (ON DELETE / ON UPDATE actions of their foreign keys)
-        self._on_delete: dict[str, set[str]] = {}
-        self._on_update: dict[str, set[str]] = {}
+        #: Foreign keys, views and triggers: what else the database changes on a write.
+        self.relations = Relations()
 
     def watch(self, table: Table) -> None:
         """Learn the foreign-key actions of ``table``'s MetaData (all its tables)."""
-        metadata = table.metadata
-        if any(m is metadata for m in self._metadata):
-            return
-        with self._lock:
-            if any(m is metadata for m in self._metadata):
-                return
-            self._metadata.append(metadata)
-            for child in metadata.tables.values():
-                for fk in child.foreign_keys:
-                    try:
-                        parent = fk.column.table.fullname
-                    except Exception:
-                        continue
-                    if (fk.ondelete or "").upper() in _CASCADING:
-                        self._on_delete.setdefault(parent, set()).add(child.fullname)
-                    if (fk.onupdate or "").upper() in _CASCADING:
-                        self._on_update.setdefault(parent, set()).add(child.fullname)
+        self.relations.watch(table)
 
     # -- SQLAlchemy events --------------------------------------------------------
 
@@ -99,7 +77,9 @@ class Tracker:
     ) -> None:
         """``ConnectionEvents.after_execute``: note what a statement wrote."""
         context = getattr(result, "context", None)
-        writes = writes_of(clauseelement, context, result, lambda: self.store.tables)
+        writes = writes_of(clauseelement, context, result, conn.dialect.name)
+        if writes:
+            writes = self.relations.expand(writes, lookup_connection(conn))
         if writes:
             compiled = getattr(context, "compiled", None)
             table = table_of(compiled) if compiled is not None else None
@@ -128,7 +108,9 @@ class Tracker:
         """
         pooled = conn.connection
         if getattr(context, "compiled", None) is None:
-            writes = writes_of(statement, None, None, lambda: self.store.tables)
+            writes = writes_of(statement, None, None, conn.dialect.name)
+            if writes:
+                writes = self.relations.expand(writes, lookup_connection(conn))
             if writes:
                 self._record(pooled, writes)
         if pooled.info.get(PENDING):
@@ -141,7 +123,10 @@ class Tracker:
             pooled.info  # noqa: B018  (a connection without per-connection state: none)
         except Exception:
             return
-        writes = failed_writes_of(context.execution_context)
+        writes = failed_writes_of(context.execution_context, context.dialect.name)
+        if writes:
+            # The transaction may be aborted: no catalog questions on it.
+            writes = self.relations.expand(writes, None)
         if writes:
             self._record(pooled, writes)
             # The statement's own error is what the caller gets: a publish that fails
@@ -155,10 +140,8 @@ class Tracker:
     def _record(self, pooled: PoolProxiedConnection, writes: list[Write]) -> None:
         info = pooled.info
         pending: Pending = info.get(PENDING) or {}
-        for table, pks, op in writes:
+        for table, pks, _ in writes:
             _merge(pending, table, pks)
-            for child in self._cascades(table, op):
-                _merge(pending, child, None)
         info[PENDING] = pending
 
     def _settle(self, pooled: PoolProxiedConnection, quiet: bool = False) -> None:
@@ -178,25 +161,6 @@ class Tracker:
                 raise
         finally:
             self.commit(pending)
-
-    def _cascades(self, table: str, op: str) -> set[str]:
-        """Tables the database itself changes when ``table`` is written (transitively)."""
-        on_delete, on_update = self._on_delete, self._on_update  # published, never changed
-        edges = {
-            "delete": [on_delete],
-            "update": [on_update],
-            "other": [on_delete, on_update],  # text, DDL, TRUNCATE
-        }.get(op, [])
-        found: set[str] = set()
-        todo = [table]
-        while todo:
-            parent = todo.pop()
-            for children in edges:
-                for child in children.get(parent, ()):
-                    if child not in found:
-                        found.add(child)
-                        todo.append(child)
-        return found
 
     # -- the seam: the dialect's do_commit / do_rollback ----------------------------
 

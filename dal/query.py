@@ -8,14 +8,15 @@ from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
-from sqlalchemy import Table
+from sqlalchemy import Connection, Table
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Query, Session
 
+from . import catalog
 from .database import Database
 from .errors import ConfigError
 from .frozen import freeze, thaw
-from .keys import ArgumentKey
+from .keys import ArgumentKey, table_key
 from .repository import _DEFAULT, CacheInfo
 
 __all__ = ["CachedQuery", "cached_query"]
@@ -35,7 +36,7 @@ def cached_query(
 
     The function receives a Session first and callers omit it. It should only read.
     """
-    tables = _table_names(db, depends_on)
+    tables, unchecked = _table_names(db, depends_on)
     if ttl is _DEFAULT:
         ttl = db.settings.ttl
     elif ttl is not None and (
@@ -45,7 +46,7 @@ def cached_query(
 
     def decorate(fn: Callable[Concatenate[Session, P], R]) -> CachedQuery[P, R]:
         _check_function(fn)
-        return CachedQuery(db, fn, tables, ttl)
+        return CachedQuery(db, fn, tables, ttl, unchecked)
 
     return decorate
 
@@ -59,8 +60,11 @@ class CachedQuery(Generic[P, R]):
         fn: Callable[Concatenate[Session, P], R],
         tables: frozenset[str],
         ttl: float | None,
+        unchecked: tuple[str, ...] = (),
     ) -> None:
         self._db = db
+        #: Table names no known model maps: checked against the database at the first load.
+        self._unchecked = unchecked
         self._fn = fn
         self._store = db._store
         self._key = ArgumentKey(fn, skip=1)
@@ -89,6 +93,8 @@ class CachedQuery(Generic[P, R]):
 
     def set(self, value: R, *args: P.args, **kwargs: P.kwargs) -> None:
         """Store ``value`` as the result for these arguments (until a write drops it)."""
+        if self._unchecked:
+            self._db._read(self._check_tables)
         self._store.put(self._ns, (self._ns, self._key(args, kwargs)), self._freeze(value))
 
     def uncached(self, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -121,6 +127,8 @@ class CachedQuery(Generic[P, R]):
         return thaw(self._freeze(value))  # type: ignore[no-any-return]
 
     def _load(self, args: Any, kwargs: Any) -> Any:
+        if self._unchecked:
+            self._db._read(self._check_tables)
         # Frozen inside the session, while ORM instances can still load attributes.
         return self._db._read_in_session(lambda s: self._freeze(self._fn(s, *args, **kwargs)))
 
@@ -141,6 +149,17 @@ class CachedQuery(Generic[P, R]):
             f"cached_query {self._ns.name} returned a {kind}, which cannot be cached: {why}; "
             "return plain values, e.g. a list (`.all()`), a tuple or a dict"
         )
+
+    def _check_tables(self, conn: Connection) -> None:
+        """Refuse names in ``depends_on`` that no table or view of the database has."""
+        existing = catalog.table_names(conn)
+        missing = [name for name in self._unchecked if table_key(name) not in existing]
+        if missing:
+            raise ConfigError(
+                f"cached_query {self._ns.name}: depends_on names {', '.join(map(repr, missing))},"
+                f" which is no table or view of the database (it has: {', '.join(existing)})"
+            )
+        self._unchecked = ()
 
     def __repr__(self) -> str:
         return f"<cached_query {self._ns.name} on {sorted(self._ns.tables)}>"
@@ -191,13 +210,22 @@ def _check_function(fn: Callable[..., Any]) -> None:
         )
 
 
-def _table_names(db: Database, depends_on: Iterable[Any]) -> frozenset[str]:
+def _table_names(db: Database, depends_on: Iterable[Any]) -> tuple[frozenset[str], tuple[str, ...]]:
+    """The table keys ``depends_on`` names, and the names no model's MetaData knows.
+
+    Names are matched as the database compares them (``keys.table_key``): ``"USERS"``
+    and ``"public.users"`` are the table ``users``. A name no watched MetaData has is
+    checked against the database at the first load, when dal first talks to it.
+    """
     if isinstance(depends_on, (str, bytes)) or not isinstance(depends_on, Iterable):
         raise ConfigError("depends_on takes a list of models, Tables or table names")
     names = set()
+    strings = []
     for item in depends_on:
         if isinstance(item, str):
-            names.add(item)
+            if not table_key(item):
+                raise ConfigError(f"depends_on: {item!r} is no table name")
+            strings.append(item)
             continue
         table = (
             item
@@ -209,5 +237,7 @@ def _table_names(db: Database, depends_on: Iterable[Any]) -> frozenset[str]:
                 f"depends_on: {item!r} is not a mapped model, a Table or a table name"
             )
         db._tracker.watch(table)
-        names.add(table.fullname)
-    return frozenset(names)
+        names.add(table_key(table.name))
+    known = db._tracker.relations.known
+    names.update(table_key(name) for name in strings)
+    return frozenset(names), tuple(n for n in strings if table_key(n) not in known)

@@ -23,11 +23,12 @@ from sqlalchemy import (
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
 
+from . import catalog
 from .cache import Namespace
 from .database import Database
 from .errors import ConfigError, InvalidArgument, NotFoundError
 from .filters import Filters, Query
-from .keys import PrimaryKey
+from .keys import PrimaryKey, table_key
 from .pkread import MAX_KEYS, PkRead
 from .records import Record, RecordType, record_type
 
@@ -74,7 +75,7 @@ class _Parts:
             f: c for f, c in zip(self.records.fields, self.records.columns, strict=True)
         }
         pk_columns = [self.records.columns[i] for i in self.records.pk_indexes]
-        self.pk = PrimaryKey(pk_columns)
+        self.pk = PrimaryKey(pk_columns, db._engine.dialect.name, _collations(db, pk_columns))
         self.pk_fields = [self.records.fields[i] for i in self.records.pk_indexes]
         self.filters = Filters(cls.__qualname__, model, self.table, self.columns)
         ttl = db.settings.ttl if cls.ttl is _DEFAULT else cls.ttl
@@ -82,7 +83,7 @@ class _Parts:
             isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl <= 0
         ):
             raise ConfigError(f"{cls.__qualname__}.ttl={ttl!r} must be a positive number or None")
-        name, tables = cls.__qualname__, [self.table.fullname]
+        name, tables = cls.__qualname__, [table_key(self.table.name)]
         store = db._store
         self.rows = store.namespace((cls, "rows"), f"{name}.get", tables, ttl, self.pk)
         self.finds = store.namespace((cls, "finds"), f"{name}.find", tables, ttl)
@@ -125,6 +126,15 @@ def _model_argument(cls: type[Any]) -> Any:
             (argument,) = get_args(base)
             return argument if isinstance(argument, type) else None
     return None
+
+
+def _collations(db: Database, columns: Sequence[Any]) -> Callable[[], list[str | None]] | None:
+    """MySQL: how to learn the key columns' collations, once, at the first lookup."""
+    if db._engine.dialect.name not in ("mysql", "mariadb"):
+        return None
+    table = columns[0].table
+    names = [c.name for c in columns]
+    return lambda: db._read(lambda conn: catalog.collations(conn, table.schema, table.name, names))
 
 
 class Repository(Generic[T]):
@@ -327,7 +337,11 @@ class Repository(Generic[T]):
     def _load_many(
         self, keys: list[tuple[Namespace, Any]]
     ) -> Mapping[tuple[Namespace, Any], Record[T]]:
-        pks = [key[1] for key in keys]
+        # A key the database may match to a row whose key folds elsewhere (a non-ASCII
+        # key under a case-insensitive collation) is read alone: its row is its own.
+        exact = self._parts.pk.exact
+        alone = {key: self._load_one(key[1]) for key in keys if not exact(key[1])}
+        pks = [key[1] for key in keys if key not in alone]
         reader = self._parts.pk_read
         rows: list[Any] = []
         if self._parts.pk.width == 1:
@@ -335,15 +349,17 @@ class Repository(Generic[T]):
                 rows += self._db._read_raw(
                     reader, partial(reader.run_many, pks=pks[start : start + MAX_KEYS])
                 )
-        else:
+        elif pks:
             by_pks = self._parts.by_pks
             rows = self._db._read(lambda conn: list(conn.execute(by_pks, {"pks": pks})))
         indexes = self._parts.records.pk_indexes
         from_row = self._parts.pk.from_row
         rows_ns = self._rows
-        return {
+        found = {
             (rows_ns, from_row(tuple(row[i] for i in indexes))): self._make(row) for row in rows
         }
+        found.update((key, rec) for key, rec in alone.items() if rec is not None)
+        return found
 
     def _cached(
         self,

@@ -3,18 +3,20 @@
 Every write reaches the database through a Connection, whether it came from an ORM
 flush, a Core statement or text, so this one analysis serves all of them. A compiled
 statement is analysed once (its *shape*, cached with it); each execution then only
-reads its parameters. Where the rows cannot be known exactly, the answer is the whole
-table (``None``), and for text that names no known table, every table (``ALL``):
-over-invalidating costs a reload, under-invalidating would serve stale data.
+reads its parameters. Text is read by ``dal.sqltext`` (cached per statement text).
+Where the rows cannot be known exactly, the answer is the whole table (``None``), and
+where not even the tables can, every table (``ALL``): over-invalidating costs a
+reload, under-invalidating would serve stale data. Tables are named by
+``keys.table_key``. What the database changes beyond the named tables (foreign-key
+actions, views, triggers) is added by ``dal.relations``.
 """
 
 from __future__ import annotations
 
 import itertools
-import re
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from sqlalchemy import Column, Table
@@ -30,11 +32,18 @@ from sqlalchemy.sql.elements import (
     Grouping,
     TextClause,
 )
+from sqlalchemy.sql.selectable import Join
 
-__all__ = ["ALL", "NEW_ROWS", "Write", "failed_writes_of", "writes_of"]
+from . import sqltext
+from .keys import table_key
+
+__all__ = ["ALL", "NEW_ROWS", "SCHEMA", "Write", "failed_writes_of", "writes_of"]
 
 #: Table name standing for "every table": a write whose targets are unknown.
-ALL = "*"
+ALL = sqltext.ALL
+#: Table name of a write that changed the schema only (nothing to invalidate, but
+#: what dal knows of views, triggers and foreign keys must be asked again).
+SCHEMA = ""
 
 
 class _NewRows:
@@ -50,41 +59,34 @@ NEW_ROWS_MARK = _NewRows()
 #: insert can only make absences and queries stale, never a cached row.
 NEW_ROWS: tuple[Any, ...] = (NEW_ROWS_MARK,)
 
-#: (table name, primary-key tuples or None for any row, "insert"/"update"/"delete"/"other")
+#: (table key, primary-key tuples or None for any row,
+#:  "insert" / "update" / "delete" / "truncate" / "other" / "ddl")
 Write = tuple[str, "set[tuple[Any, ...]] | None", str]
 
-_WRITE_WORDS = re.compile(
-    r"\b(insert|update|delete|merge|upsert|replace|truncate|drop|alter|copy|call|do)\b", re.I
-)
 
-
-def writes_of(
-    statement: object, context: Any, result: Any, known_tables: Callable[[], Iterable[str]]
-) -> list[Write]:
+def writes_of(statement: object, context: Any, result: Any, dialect: str) -> list[Write]:
     """The writes an executed ``statement`` made.
 
     ``statement`` is what ``after_execute`` received, or the SQL string of a
-    driver-level execution; ``known_tables`` is called only for text SQL. Should the
-    analysis itself fail, the answer is every table: never a write left unseen.
+    driver-level execution; ``dialect`` (``Dialect.name``) says how to read text.
+    Should the analysis itself fail, the answer is every table: never a write left unseen.
     """
     try:
-        return _writes_of(statement, context, result, known_tables)
+        return _writes_of(statement, context, result, dialect)
     except Exception:
         return [(ALL, None, "other")]
 
 
-def _writes_of(
-    statement: object, context: Any, result: Any, known_tables: Callable[[], Iterable[str]]
-) -> list[Write]:
+def _writes_of(statement: object, context: Any, result: Any, dialect: str) -> list[Write]:
     if isinstance(statement, str):
-        return _text(statement, known_tables)
+        return _text(statement, dialect)
     if isinstance(statement, TextClause):
-        return _text(statement.text, known_tables)
+        return _text(statement.text, dialect)
     if isinstance(statement, DDL):
-        return _text(statement.statement, known_tables)
+        return _text(statement.statement, dialect)
     if isinstance(statement, ExecutableDDLElement):
         target = getattr(statement, "element", None)
-        return [(_name(target), None, "other")] if isinstance(target, Table) else []
+        return [(_name(target) if isinstance(target, Table) else SCHEMA, None, "ddl")]
     compiled = getattr(context, "compiled", None)
     if compiled is None:
         return []
@@ -96,22 +98,22 @@ def _writes_of(
     return writes
 
 
-def failed_writes_of(context: Any) -> list[Write]:
+def failed_writes_of(context: Any, dialect: str) -> list[Write]:
     """What a statement that raised may have written: its tables, whole.
 
     A failed executemany may keep the rows before the failing one.
     """
     try:
-        return _failed_writes_of(context)
+        return _failed_writes_of(context, dialect)
     except Exception:
         return [(ALL, None, "other")]
 
 
-def _failed_writes_of(context: Any) -> list[Write]:
+def _failed_writes_of(context: Any, dialect: str) -> list[Write]:
     compiled = getattr(context, "compiled", None)
     if compiled is None:
         statement = getattr(context, "statement", None)
-        return [(ALL, None, "other")] if statement and _WRITE_WORDS.search(statement) else []
+        return _text(statement, dialect) if statement else []
     shape = _shape(compiled)
     writes = list(shape.embedded)
     if shape.op:
@@ -124,19 +126,11 @@ def table_of(compiled: Any) -> Table | None:
     return _shape(compiled).table_object
 
 
-# -- text -------------------------------------------------------------------------
-
-
-def _text(sql: str, known_tables: Callable[[], Iterable[str]]) -> list[Write]:
-    if not _WRITE_WORDS.search(sql):
-        return []
-    named = [t for t in known_tables() if _mentions(sql, t)]
-    return [(t, None, "other") for t in named] or [(ALL, None, "other")]
-
-
-def _mentions(sql: str, table: str) -> bool:
-    bare = table.rsplit(".", 1)[-1]
-    return re.search(rf"(?<![\w$]){re.escape(bare)}(?![\w$])", sql, re.I) is not None
+def _text(sql: str, dialect: str) -> list[Write]:
+    found = sqltext.analyse(sql, dialect)
+    op = "ddl" if found.ddl else None
+    writes: list[Write] = [(table, None, op or kind) for table, kind in found.tables]
+    return writes or ([(SCHEMA, None, "ddl")] if found.ddl else [])
 
 
 # -- the shape of a compiled statement ----------------------------------------------------
@@ -189,15 +183,28 @@ def _analyse(statement: Any, bind_names: Mapping[BindParameter[Any], str]) -> _S
     )
     if not isinstance(statement, UpdateBase):
         return _NO_WRITE._replace(embedded=embedded) if embedded else _NO_WRITE
+    op = (
+        "insert"
+        if isinstance(statement, Insert)
+        else "delete"
+        if isinstance(statement, Delete)
+        else "update"
+    )
     target = statement.table
     base = _base(target)
+    if isinstance(base, Join):  # MySQL: UPDATE a JOIN b SET ... may set either table
+        joined = tuple((_name(t), None, op) for t in _tables_of(base))
+        return _NO_WRITE._replace(embedded=embedded + joined)
+    if isinstance(statement, Update):
+        # MySQL's multi-table UPDATE a, b SET b.x = ...: the other tables, whole.
+        embedded += tuple((_name(t), None, op) for t in _other_set_tables(statement, base))
     table_object = base if isinstance(base, Table) else None
     pk_keys = tuple(c.key for c in base.primary_key.columns) if table_object is not None else ()
-    shape = _Shape("", _name(base), table_object, pk_keys, None, frozenset(), "", embedded)
+    shape = _Shape(op, _name(base), table_object, pk_keys, None, frozenset(), "", embedded)
     if isinstance(statement, Insert):
-        return shape._replace(op="insert", insert_mode=_insert_mode(statement))
-    op = "delete" if isinstance(statement, Delete) else "update"
-    shape = shape._replace(op=op)
+        mode = _insert_mode(statement)
+        # REPLACE-like inserts delete or update rows: their foreign-key actions fire.
+        return shape._replace(op="other" if mode == "table" else "insert", insert_mode=mode)
     where = getattr(statement, "whereclause", None)
     if not pk_keys or where is None:
         return shape
@@ -236,7 +243,26 @@ def _plain(element: Any) -> Any:
 
 
 def _name(table: Any) -> str:
-    return str(getattr(table, "fullname", None) or table.name)
+    return table_key(str(table.name))
+
+
+def _tables_of(join: Join) -> list[Any]:
+    found = []
+    for side in (join.left, join.right):
+        side = _base(side)
+        found += _tables_of(side) if isinstance(side, Join) else [side]
+    return found
+
+
+def _other_set_tables(statement: Update, base: Any) -> list[Any]:
+    ordered = getattr(statement, "_ordered_values", None) or ()  # SQLAlchemy 2.0
+    keys = list((statement._values or {}).keys()) + [k for k, _ in ordered]
+    tables = {}
+    for key in keys:
+        table = getattr(key, "table", None)
+        if table is not None and _plain(_base(table)) is not _plain(base):
+            tables[id(table)] = _base(table)
+    return list(tables.values())
 
 
 def _insert_mode(statement: Insert) -> str:
