@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import sqlalchemy.exc
 from sqlalchemy import func, select
 
 import dal
@@ -26,6 +27,7 @@ IDLE = 5
 OTHERS = """
 SELECT {what} FROM pg_stat_activity
 WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'
+  AND application_name IS DISTINCT FROM %s
 """
 
 
@@ -39,16 +41,17 @@ def _fill_pool(db: dal.Database, n: int) -> None:
     assert db.stats()["pool"]["checked_in"] == n
 
 
-def _terminate_all(db: dal.Database) -> None:
-    """End every other session of the test's database, and wait until they are gone."""
+def _terminate_all(db: dal.Database, keep: str | None = None) -> None:
+    """End every other session of the test's database but those of application ``keep``,
+    and wait until they are gone."""
     admin = pgserver.connect(db.settings.url)
     try:
         with admin.cursor() as cur:
-            cur.execute(OTHERS.format(what="pg_terminate_backend(pid)"))
+            cur.execute(OTHERS.format(what="pg_terminate_backend(pid)"), (keep,))
 
         def gone() -> bool:
             with admin.cursor() as cur:
-                cur.execute(OTHERS.format(what="count(*)"))
+                cur.execute(OTHERS.format(what="count(*)"), (keep,))
                 row = cur.fetchone()
             return row is not None and row[0] == 0
 
@@ -136,3 +139,25 @@ def test_a_write_on_a_dropped_connection_raises_and_the_next_one_works(
 
     assert users.update(pk, name="kept").name == "kept"
     assert users.get(pk).name == "kept"  # type: ignore[union-attr]
+
+
+def test_with_the_bus_a_write_on_a_dropped_connection_is_a_database_error(
+    pg_db: dal.Database,
+) -> None:
+    # The failed write's connection is closed: announcing it on that connection
+    # fails too, and must not replace the write's own error with a raw driver one.
+    db = dal.Database(pg_db.settings.url, invalidation="postgres")
+    try:
+        wait_until(lambda: db.stats()["bus"]["state"] == "listening")
+        users = Users(db)
+        pk = _rows(db, 1)[0]
+        _fill_pool(db, IDLE)
+        _terminate_all(db, keep="dal listener")
+
+        with pytest.raises(dal.DatabaseError) as caught:
+            users.update(pk, name="lost")
+        assert isinstance(caught.value.__cause__, sqlalchemy.exc.DBAPIError)
+        assert users.update(pk, name="kept").name == "kept"
+        assert db.stats()["pool"]["checked_out"] == 0
+    finally:
+        db.close()
