@@ -31,34 +31,51 @@ class Watch:
     ``before_cursor_execute``, ``after_cursor_execute`` or ``handle_error``, or
     ``sqlalchemy.engine`` logging at INFO (``echo=True`` included).
 
-    Counted once, after dal registered its own listeners; asking costs three
-    ``len()`` calls and a logger level check, paid by misses only.
+    Counted once, after dal registered its own listeners. Asking is paid by misses
+    only: three identity checks and six ``len()`` of the deques SQLAlchemy keeps the
+    listeners in (the event objects' own ``__len__`` costs several times that), and
+    the logger's level check.
     """
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        # Stable per engine; their event attributes are replaced as listeners come and go.
+        # Stable per engine; their event attributes are replaced as listeners come.
         self._events: Any = engine.dispatch
         self._dialect_events: Any = engine.dialect.dispatch  # handle_error is a dialect event
+        collections = self._collections()
         # Listeners on the Engine class (parent_listeners) are somebody else's.
-        self._own = sum(len(c) - len(c.parent_listeners) for c in self._collections())
+        self._own = sum(len(c) - len(c.parent_listeners) for c in collections)
+        self._state = self._snapshot(collections)
 
-    def _collections(self) -> list[Any]:
+    def _collections(self) -> tuple[Any, Any, Any]:
         events = self._events
-        return [
+        return (
             events.before_cursor_execute,
             events.after_cursor_execute,
             self._dialect_events.handle_error,
-        ]
+        )
+
+    @staticmethod
+    def _snapshot(collections: tuple[Any, Any, Any]) -> tuple[Any, ...]:
+        # Class-level listeners (parent_listeners) and, once an instance has any, its
+        # own; both are deques SQLAlchemy changes in place. An event without instance
+        # listeners is an _EmptyListener, replaced by a collection at its first one.
+        deques = [d for c in collections for d in (c.parent_listeners, getattr(c, "listeners", ()))]
+        return (*collections, *deques)
 
     def watched(self) -> bool:
         """Whether a statement must go through Core's events and log."""
+        state = self._state
+        before, after, error, d0, d1, d2, d3, d4, d5 = state
         events = self._events
-        listeners = (
-            len(events.before_cursor_execute)
-            + len(events.after_cursor_execute)
-            + len(self._dialect_events.handle_error)
-        )
+        if (
+            events.before_cursor_execute is not before
+            or events.after_cursor_execute is not after
+            or self._dialect_events.handle_error is not error
+        ):
+            self._state = self._snapshot(self._collections())  # a first instance listener
+            return self.watched()
+        listeners = len(d0) + len(d1) + len(d2) + len(d3) + len(d4) + len(d5)
         # _should_log_info is what Connection itself asks to decide whether to log.
         return listeners != self._own or self._engine._should_log_info()
 
