@@ -79,9 +79,9 @@ def test_char_keys_with_and_without_trailing_spaces_are_one_entry(
     first = codes.get("ab")
     padded = codes.get("ab ")
 
-    if db.settings.backend == "postgresql":  # bpchar: 'ab' = 'ab  '
+    if db.settings.backend != "sqlite":  # bpchar, MySQL's PAD SPACE: 'ab' = 'ab  '
         assert first is padded and first is not None
-        assert len(statements.selects()) == 1
+        assert len([s for s in statements.selects() if "FROM codes" in s]) == 1
         assert codes.cache_info().currsize == 1
     else:  # SQLite compares CHAR as text: two keys, two rows
         assert first is not None and padded is None

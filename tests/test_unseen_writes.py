@@ -92,6 +92,17 @@ def users(db: dal.Database) -> Users:
 
 def _audit(db: dal.Database, schema: Callable[[str, str], None]) -> None:
     """A user trigger: every update of a user row adds a row to ``audit``."""
+    if db.settings.backend == "mysql":
+        schema(
+            "CREATE TABLE audit (id INTEGER AUTO_INCREMENT PRIMARY KEY, user_id INTEGER)",
+            "DROP TABLE audit",
+        )
+        schema(
+            "CREATE TRIGGER users_audit AFTER UPDATE ON users FOR EACH ROW "
+            "INSERT INTO audit (user_id) VALUES (NEW.id)",
+            "DROP TRIGGER users_audit",
+        )
+        return
     schema("CREATE TABLE audit (id INTEGER PRIMARY KEY, user_id INTEGER)", "DROP TABLE audit")
     if db.settings.backend == "sqlite":
         schema(
