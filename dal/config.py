@@ -34,7 +34,8 @@ class Settings:
     url: URL
     pool_size: int = 5
     max_overflow: int | None = 10
-    pool_timeout: float = 30.0
+    #: None: wait for a free connection as long as it takes.
+    pool_timeout: float | None = 30.0
     pool_recycle: float | None = 1800
     pool_pre_ping: bool = False
     cache_size: int = 10_000
@@ -47,7 +48,8 @@ class Settings:
         if self.max_overflow is not None:
             _integer("max_overflow", self.max_overflow, minimum=0)
         # Both are waits handed to threading: past TIMEOUT_MAX it raises OverflowError.
-        _number("pool_timeout", self.pool_timeout, maximum=threading.TIMEOUT_MAX)
+        if self.pool_timeout is not None:  # None: wait as long as it takes
+            _number("pool_timeout", self.pool_timeout, maximum=threading.TIMEOUT_MAX)
         if self.pool_recycle is not None:
             _number("pool_recycle", self.pool_recycle, maximum=threading.TIMEOUT_MAX)
         if not isinstance(self.pool_pre_ping, bool):
@@ -74,9 +76,9 @@ class Settings:
     @property
     def pool_limits(self) -> str:
         """The pool's limits, for error messages."""
+        timeout = "None" if self.pool_timeout is None else f"{self.pool_timeout:g}s"
         return (
-            f"pool_size={self.pool_size}, max_overflow={self.max_overflow}, "
-            f"pool_timeout={self.pool_timeout:g}s"
+            f"pool_size={self.pool_size}, max_overflow={self.max_overflow}, pool_timeout={timeout}"
         )
 
     def redact(self, text: str) -> str:

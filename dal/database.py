@@ -38,7 +38,7 @@ class Database:
         *,
         pool_size: int = 5,
         max_overflow: int | None = 10,
-        pool_timeout: float = 30.0,
+        pool_timeout: float | None = 30.0,
         pool_recycle: float | None = 1800,
         pool_pre_ping: bool = False,
         cache_size: int = 10_000,

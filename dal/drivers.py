@@ -22,10 +22,11 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 
+from . import mysql
 from .errors import ConfigError
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Dialect
+    from sqlalchemy.engine import Dialect, Engine
     from sqlalchemy.pool import PoolProxiedConnection
 
     from .config import Settings
@@ -34,6 +35,8 @@ __all__ = ["DRIVERS", "Driver", "default_driver", "lookup", "sqlite_pragmas", "s
 
 #: RETURNING, which repository writes use to read the row in the same round trip.
 _MIN_SQLITE = (3, 35)
+#: sqlite3's longest busy timeout (milliseconds in a C int).
+_SQLITE_FOREVER = 2_147_483.0
 
 
 def _as_is(connection: PoolProxiedConnection) -> AbstractContextManager[None]:
@@ -86,6 +89,12 @@ class Driver:
     check: Callable[[], None] = _nothing
     #: Which of insert/update/delete can carry RETURNING on this dialect.
     returning: Callable[[Dialect], frozenset[str]] = dialect_returning
+    #: False: skip the DBAPI rollback while ``in_transaction`` says none is open (a
+    #: driver that sends ROLLBACK regardless would cost every read's return a round trip).
+    rollback_when_idle: bool = True
+    #: Installs the driver's own engine listeners and dialect overrides, after dal's
+    #: (MySQL: the server version check, an explicit BEGIN in autocommit mode).
+    setup: Callable[[Engine], None] | None = None
     #: An asyncio adapter, for ``AsyncDatabase``.
     is_async: bool = False
 
@@ -117,7 +126,8 @@ def _sqlite_check() -> None:
 def _sqlite_args(settings: Settings) -> dict[str, Any]:
     return {
         "check_same_thread": False,  # pooled connections move between threads
-        "timeout": settings.pool_timeout,  # busy timeout while another writer holds the lock
+        # busy timeout while another writer holds the lock; None: as long as sqlite3 allows
+        "timeout": _SQLITE_FOREVER if settings.pool_timeout is None else settings.pool_timeout,
     }
 
 
@@ -174,11 +184,28 @@ POSTGRESQL_PSYCOPG2 = Driver(
 )
 
 
+# -- MySQL / MariaDB (PyMySQL): see dal.mysql ------------------------------------------
+
+# mysqlclient (mysql+mysqldb) has no entry: it exposes the server's autocommit flag but
+# not its in-transaction flag, and without that probe a write in autocommit could not
+# be told from one inside a transaction without a round trip.
+MYSQL_PYMYSQL = Driver(
+    backend="mysql",
+    driver="pymysql",
+    in_transaction=mysql.in_transaction,
+    read_mode=mysql.read_mode,
+    connect_args=mysql.connect_args,
+    check=mysql.require_pymysql,
+    rollback_when_idle=False,
+    setup=mysql.setup,
+)
+
+
 # -- the table -----------------------------------------------------------------------
 
 #: Every supported driver; the first entry of a backend is the one a URL without a
 #: driver gets.
-DRIVERS: tuple[Driver, ...] = (SQLITE, POSTGRESQL_PSYCOPG2)
+DRIVERS: tuple[Driver, ...] = (SQLITE, POSTGRESQL_PSYCOPG2, MYSQL_PYMYSQL)
 
 
 def lookup(backend: str, driver: str) -> Driver | None:

@@ -58,4 +58,6 @@ def create(settings: Settings, driver: Driver, tracker: Tracker, counters: PoolC
     event.listen(engine, "after_execute", tracker.after_execute)
     event.listen(engine, "after_cursor_execute", tracker.after_cursor_execute)
     event.listen(engine, "handle_error", tracker.handle_error)
+    if driver.setup is not None:
+        driver.setup(engine)  # after dal's own listeners: they run first
     return engine

@@ -52,6 +52,7 @@ class Tracker:
         self.store = store
         self._in_transaction = driver.in_transaction
         self._commits_when_read = driver.commits_when_read
+        self._rollback_when_idle = driver.rollback_when_idle
         #: Called with (dbapi connection, changes) inside the transaction, just before
         #: COMMIT (the cross-process bus sends its NOTIFY there).
         self.before_commit: Callable[[Any, Pending], None] | None = None
@@ -171,6 +172,7 @@ class Tracker:
         the pool's proxied connection, so one wrapper serves every driver.
         """
         real_commit, real_rollback = dialect.do_commit, dialect.do_rollback
+        rollback_when_idle, in_transaction = self._rollback_when_idle, self._in_transaction
 
         def do_commit(connection: PoolProxiedConnection) -> None:
             state = _state(connection)
@@ -196,7 +198,8 @@ class Tracker:
                     # (autocommit, RELEASE of an outermost savepoint) and committed.
                     self._ended(connection.dbapi_connection, pending)
             finally:
-                real_rollback(connection)
+                if rollback_when_idle or in_transaction(connection.dbapi_connection):
+                    real_rollback(connection)
 
         # Instance attributes shadow the class's methods for this dialect alone.
         dialect.do_commit = do_commit  # type: ignore[method-assign,assignment]

@@ -10,6 +10,7 @@ from typing import Any, ClassVar, Generic, NamedTuple, TypeVar, cast, get_args, 
 
 from sqlalchemy import (
     ColumnElement,
+    Connection,
     Select,
     Table,
     and_,
@@ -91,6 +92,7 @@ class _Parts:
         selected = self.records.columns
         self.select: Select[Any] = select(*selected)
         self.pk_read = PkRead(db._engine.dialect, selected, pk_columns)
+        self.by_pk = self.select.where(self._pk_equals())
         self.by_pks = self.select.where(self._pk_column().in_(bindparam("pks", expanding=True)))
 
     def _pk_column(self) -> ColumnElement[Any]:
@@ -112,6 +114,12 @@ class _Parts:
             values = tuple(pk[field] for field in self.pk_fields)
             pk = values[0] if len(values) == 1 else values
         return self.pk(pk)
+
+    def moved(self, pk: Any, values: Mapping[str, Any]) -> Any:
+        """The primary key of row ``pk`` after an update that sets ``values``."""
+        if self.pk.width == 1:
+            return values.get(self.pk_fields[0], pk)
+        return tuple(values.get(f, v) for f, v in zip(self.pk_fields, pk, strict=True))
 
     def pk_params(self, pk: Any) -> dict[str, Any]:
         values = (pk,) if self.pk.width == 1 else pk
@@ -296,10 +304,18 @@ class Repository(Generic[T]):
             self._refuse_graph(loaded)
             values = {f: loaded[f] for f in self._parts.records.fields if f in loaded}
         row_values = self._column_values(values, "add")
-        statement = (
-            insert(self._parts.table).values(row_values).returning(*self._parts.records.columns)
-        )
-        return self._make(self._db._write(lambda conn: conn.execute(statement).one()))
+        statement = insert(self._parts.table).values(row_values)
+        returning = statement.returning(*self._parts.records.columns)
+
+        def write(conn: Connection) -> Any:
+            if conn.dialect.insert_returning:
+                return conn.execute(returning).one()
+            # No RETURNING (MySQL): the key given, or the driver's lastrowid, which is
+            # exact for a one-row insert; then the row, read in the same transaction.
+            key = tuple(conn.execute(statement).inserted_primary_key or ())
+            return self._reread(conn, key if self._parts.pk.width > 1 else key[0])
+
+        return self._make(self._db._write(write))
 
     def update(self, pk: Any, **values: Any) -> Record[T]:
         """Set columns of the row ``pk``; the updated row. NotFoundError if there is none."""
@@ -310,10 +326,21 @@ class Repository(Generic[T]):
             update(self._parts.table)
             .where(self._parts._pk_equals())
             .values(self._column_values(values, "update"))
-            .returning(*self._parts.records.columns)
         )
+        returning = statement.returning(*self._parts.records.columns)
         params = self._parts.pk_params(pk)
-        row = self._db._write(lambda conn: conn.execute(statement, params).first())
+
+        def write(conn: Connection) -> Any:
+            if conn.dialect.update_returning:
+                return conn.execute(returning, params).first()
+            # No UPDATE ... RETURNING (MySQL, MariaDB): the UPDATE, then the row read in
+            # the same transaction, whose lock on it holds until COMMIT. rowcount counts
+            # matched rows (SQLAlchemy sets CLIENT.FOUND_ROWS), changed or not.
+            if not conn.execute(statement, params).rowcount:
+                return None
+            return self._reread(conn, self._parts.moved(pk, values))
+
+        row = self._db._write(write)
         if row is None:
             raise NotFoundError(f"{self.model.__name__} {pk!r} does not exist")
         return self._make(row)
@@ -327,6 +354,10 @@ class Repository(Generic[T]):
         return bool(result.rowcount)
 
     # -- internals ------------------------------------------------------------------------
+
+    def _reread(self, conn: Connection, pk: Any) -> Any:
+        """The row ``pk`` as the writing transaction sees it (for drivers without RETURNING)."""
+        return conn.execute(self._parts.by_pk, self._parts.pk_params(pk)).one()
 
     def _load_one(self, pk: Any) -> Record[T] | None:
         values = (pk,) if self._parts.pk.width == 1 else pk

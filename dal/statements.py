@@ -368,12 +368,24 @@ def _bound(param_set: Mapping[str, Any], name: str, expanding: bool) -> list[Any
     return [v for k, v in param_set.items() if k.startswith(prefix) and k[len(prefix) :].isdigit()]
 
 
+def _auto_zero(shape: _Shape, params: Sequence[Mapping[str, Any]], result: Any) -> bool:
+    """MySQL: an AUTO_INCREMENT key given as 0 stores the next value, not 0."""
+    table = shape.table_object
+    column = None if table is None else table.autoincrement_column
+    if column is None or column.key not in shape.pk_keys:
+        return False
+    dialect = getattr(getattr(result, "context", None), "dialect", None)
+    return getattr(dialect, "name", None) == "mysql" and any(
+        p.get(column.key) == 0 for p in params
+    )
+
+
 def _inserted(
     shape: _Shape, params: Sequence[Mapping[str, Any]], result: Any
 ) -> set[tuple[Any, ...]] | None:
     if shape.insert_mode == "table":
         return None
-    if shape.insert_mode == "new":
+    if shape.insert_mode == "new" or _auto_zero(shape, params, result):
         return {NEW_ROWS}
     if isinstance(result, CursorResult):
         rows: Any

@@ -1,7 +1,8 @@
 """A counting double for SQL: records every statement an engine's connections send.
 
 It counts below SQLAlchemy, on the DBAPI connection (SQLite's trace callback, a
-psycopg2 cursor class), installed as each pooled connection is checked out. So it
+psycopg2 cursor class, PyMySQL's command writer), installed as each pooled connection
+is checked out. So it
 sees every statement that reaches the database, whichever way it was sent: through
 SQLAlchemy's execution, or straight on a pooled DBAPI cursor as dal's cheapest
 reads are.
@@ -17,6 +18,10 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 __all__ = ["StatementLog"]
+
+
+def _is_pymysql(dbapi_connection: Any) -> bool:
+    return any(c.__module__.startswith("pymysql.") for c in type(dbapi_connection).__mro__)
 
 
 class StatementLog:
@@ -46,8 +51,29 @@ class StatementLog:
     def _instrument(self, dbapi_connection: Any, record: Any, proxy: Any) -> None:
         if isinstance(dbapi_connection, sqlite3.Connection):
             dbapi_connection.set_trace_callback(self._record)
+        elif _is_pymysql(dbapi_connection):
+            self._instrument_pymysql(dbapi_connection)
         else:
             dbapi_connection.cursor_factory = self._psycopg2_cursor()
+
+    def _instrument_pymysql(self, dbapi_connection: Any) -> None:
+        # Every text command PyMySQL sends passes through _execute_command: statements
+        # with their values bound, and BEGIN/COMMIT/ROLLBACK/SET AUTOCOMMIT too, as the
+        # server counts them.
+        if getattr(dbapi_connection, "_dal_statement_log", None) is self:
+            return
+        from pymysql.constants import COMMAND
+
+        send = type(dbapi_connection)._execute_command
+        record = self._record
+
+        def execute_command(command: int, sql: Any) -> Any:
+            if command == COMMAND.COM_QUERY:
+                record(sql if isinstance(sql, str) else bytes(sql).decode(errors="replace"))
+            return send(dbapi_connection, command, sql)
+
+        dbapi_connection._execute_command = execute_command
+        dbapi_connection._dal_statement_log = self
 
     def _psycopg2_cursor(self) -> type:
         if self._cursor_class is None:

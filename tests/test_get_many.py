@@ -168,15 +168,17 @@ def test_more_keys_than_one_in_list_takes_a_query_per_chunk(
 ) -> None:
     users = Users(db)
     n = MAX_KEYS + 10
+    # From 1: MySQL stores the next AUTO_INCREMENT value for an id of 0.
+    ids = range(1, n + 1)
     with db.engine.begin() as conn:
         conn.execute(
-            insert(User), [{"id": i, "email": f"c{i}@example.com", "name": "c"} for i in range(n)]
+            insert(User), [{"id": i, "email": f"c{i}@example.com", "name": "c"} for i in ids]
         )
     statements.clear()
 
-    found = users.get_many(range(n))
+    found = users.get_many(ids)
 
-    assert sorted(found) == list(range(n))
+    assert sorted(found) == list(ids)
     assert len(statements.selects()) == 2
 
 

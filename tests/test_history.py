@@ -27,14 +27,13 @@ def _writers(db: dal.Database, users: Users) -> list[Callable[[int], int]]:
         return int(users.update(pk, version=User.version + 1).version)
 
     def core(pk: int) -> int:
-        statement = (
-            update(User)
-            .where(User.id == pk)
-            .values(version=User.version + 1)
-            .returning(User.version)
-        )
+        statement = update(User).where(User.id == pk).values(version=User.version + 1)
         with db.engine.begin() as conn:
-            return int(conn.execute(statement).scalar_one())
+            if conn.dialect.update_returning:
+                return int(conn.execute(statement.returning(User.version)).scalar_one())
+            # MySQL/MariaDB: no UPDATE ... RETURNING; the row lock holds until COMMIT.
+            conn.execute(statement)
+            return int(conn.scalar(select(User.version).where(User.id == pk)))
 
     def orm(pk: int) -> int:
         with db.session() as session:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Table, bindparam, delete, func, insert, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.orm import Session
 
 import dal
@@ -295,11 +295,17 @@ def test_core_write_in_autocommit_mode(db: dal.Database, users: Users) -> None:
 
 
 def test_upsert_refreshes_the_row_it_changed(db: dal.Database, users: Users) -> None:
-    dialect = postgresql if db.settings.backend == "postgresql" else sqlite
-    statement = dialect.insert(users_table).values(id=2, email="u2@example.com", name="upserted")
-    statement = statement.on_conflict_do_update(
-        index_elements=[users_table.c.id], set_={"name": statement.excluded.name}
-    )
+    values = {"id": 2, "email": "u2@example.com", "name": "upserted"}
+    statement: Any
+    if db.settings.backend == "mysql":
+        statement = mysql.insert(users_table).values(values)
+        statement = statement.on_duplicate_key_update(name=statement.inserted.name)
+    else:
+        dialect = postgresql if db.settings.backend == "postgresql" else sqlite
+        statement = dialect.insert(users_table).values(values)
+        statement = statement.on_conflict_do_update(
+            index_elements=[users_table.c.id], set_={"name": statement.excluded.name}
+        )
     with db.engine.begin() as conn:
         conn.execute(statement)
 
@@ -321,6 +327,9 @@ def test_upsert_refreshes_the_row_it_changed(db: dal.Database, users: Users) -> 
 def test_text_update_naming_the_table_refreshes_it(
     db: dal.Database, users: Users, sql: str
 ) -> None:
+    if db.settings.backend == "mysql":
+        # MySQL on Linux compares table names case-sensitively and quotes with backticks.
+        sql = sql.replace("USERS", "users").replace('"users"', "`users`")
     with db.engine.begin() as conn:
         conn.execute(text(sql))
 

@@ -1,0 +1,180 @@
+"""MariaDB and MySQL: supported servers, and how dal's pooled connections read and begin.
+
+InnoDB's default REPEATABLE READ fixes a transaction's snapshot at its first read, and
+with ``autocommit=0`` every statement, a SELECT too, opens a transaction that lasts
+until COMMIT or ROLLBACK. A cache fill that read inside such an old snapshot could
+store a row that a later commit already replaced. So dal keeps its pooled
+connections in the server's autocommit mode while they are idle:
+
+- a miss is one SELECT in autocommit, its own fresh snapshot: no BEGIN before it and
+  no ROLLBACK when the connection goes back to the pool (the return is skipped while
+  no transaction is open, which the server reports in every OK packet);
+- a SQLAlchemy transaction (ORM session, ``engine.begin()``, a repository write) starts
+  with an explicit ``BEGIN``, one round trip, as psycopg2's BEGIN is on PostgreSQL;
+- a statement that commits implicitly (DDL, ``TRUNCATE``, ``LOCK TABLES``) ends the
+  BEGIN; dal begins again after it, so what follows still rolls back with the
+  transaction, as it would with ``autocommit=0``;
+- ``isolation_level="AUTOCOMMIT"`` (an execution option) sends no BEGIN; another level
+  puts the connection in ``autocommit=0`` as SQLAlchemy's dialect does, and the next
+  read puts it back (one ``SET AUTOCOMMIT``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import event
+
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from .config import Settings
+
+__all__ = [
+    "MIN_MARIADB",
+    "MIN_MYSQL",
+    "after_statement",
+    "begin",
+    "check_version",
+    "connect_args",
+    "in_transaction",
+    "mark_begin",
+    "read_mode",
+    "require_pymysql",
+    "setup",
+]
+
+MIN_MYSQL = (8, 0)
+#: INSERT ... RETURNING (dal's adds), and the versions still maintained.
+MIN_MARIADB = (10, 5)
+
+# The server's status flags (MySQL protocol, include/mysql_com.h).
+_IN_TRANS = 0x0001
+_AUTOCOMMIT = 0x0002
+
+#: Keys in the pool's per-connection ``info`` dict.
+_READING = "dal_mysql_reading"
+_BEGIN = "dal_mysql_begin"
+
+
+def require_pymysql() -> None:
+    """Import PyMySQL now, so a missing one is a ConfigError that says what to install."""
+    try:
+        importlib.import_module("pymysql")
+    except ImportError as exc:
+        raise ConfigError(
+            "mysql+pymysql URLs need the PyMySQL package, which is not installed: "
+            "pip install 'dal[mysql]'"
+        ) from exc
+
+
+def connect_args(settings: Settings) -> dict[str, Any]:
+    """PyMySQL sends ``SET AUTOCOMMIT = 0`` on connect unless told otherwise."""
+    return {"autocommit": True}
+
+
+def setup(engine: Engine) -> None:
+    """The engine's MySQL listeners and its dialect's ``do_begin`` (after dal's own)."""
+    dialect = engine.dialect
+    # PoolEvents.connect runs after SQLAlchemy's first-connect initialize, which
+    # reads the server version.
+    event.listen(engine, "connect", lambda *_: check_version(dialect))
+    event.listen(engine, "begin", mark_begin)
+    # After write tracking: what an implicit commit committed is applied first.
+    event.listen(engine, "after_cursor_execute", after_statement)
+    # An instance attribute shadows the class's method for this engine's dialect alone.
+    dialect.do_begin = begin  # type: ignore[method-assign,assignment]
+
+
+def check_version(dialect: Any) -> None:
+    """Refuse servers older than MySQL 8.0 / MariaDB 10.5 (called at first connect)."""
+    version = tuple(v for v in dialect.server_version_info or () if isinstance(v, int))
+    name, minimum = ("MariaDB", MIN_MARIADB) if dialect.is_mariadb else ("MySQL", MIN_MYSQL)
+    if version < minimum:
+        shown = ".".join(map(str, version)) or "unknown"
+        raise ConfigError(
+            f"{name} {shown} is too old; dal needs {name} {'.'.join(map(str, minimum))} or newer"
+        )
+
+
+def _status(dbapi_connection: Any) -> int:
+    """The server status of the last OK packet: PyMySQL keeps it as ``server_status``."""
+    status = getattr(dbapi_connection, "server_status", None)
+    return _AUTOCOMMIT if status is None else int(status)
+
+
+def in_transaction(dbapi_connection: Any) -> bool:
+    """Whether a transaction may be open on the connection (no round trip).
+
+    PyMySQL updates the status from OK packets only, not after a result set; but a
+    result set cannot end a transaction, and in autocommit mode it cannot start one.
+    Outside autocommit any statement may have started one, so the answer is yes.
+    """
+    if getattr(dbapi_connection, "_sock", True) is None:  # PyMySQL: closed, nothing open
+        return False
+    status = _status(dbapi_connection)
+    return bool(status & _IN_TRANS) or not status & _AUTOCOMMIT
+
+
+def mark_begin(conn: Any) -> None:
+    """``ConnectionEvents.begin``: whether this transaction needs an explicit BEGIN.
+
+    Decided here because only the Connection knows its execution options; the BEGIN
+    itself is sent in ``do_begin``, where SQLAlchemy translates a failure.
+    """
+    info = conn.connection.info
+    autocommit = conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+    info[_BEGIN] = not (autocommit or info.get(_READING))
+
+
+def begin(pooled: Any) -> None:
+    """``Dialect.do_begin``: send BEGIN if the connection is in autocommit mode."""
+    try:
+        info = pooled.info
+    except NotImplementedError:  # the first connect's ad-hoc connection: no events ran
+        return
+    if info.pop(_BEGIN, False):
+        dbapi_connection = pooled.dbapi_connection
+        if _status(dbapi_connection) & _AUTOCOMMIT:
+            dbapi_connection.begin()
+
+
+def after_statement(conn: Any, cursor: Any, *args: Any) -> None:
+    """``ConnectionEvents.after_cursor_execute``: begin again after an implicit commit.
+
+    With ``autocommit=0`` the statements after a DDL would start a new transaction;
+    with BEGIN they would each commit on their own. Registered after write tracking,
+    so what the implicit commit committed is applied first.
+    """
+    if (
+        not conn.in_transaction()
+        or conn.connection.info.get(_READING)
+        or conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+    ):
+        return
+    dbapi_connection = cursor.connection
+    if dbapi_connection is None:
+        return
+    status = _status(dbapi_connection)
+    if status & _AUTOCOMMIT and not status & _IN_TRANS:
+        dbapi_connection.begin()
+
+
+@contextmanager
+def read_mode(pooled: Any) -> Iterator[None]:
+    """A read in one round trip: in autocommit, with no BEGIN and no ROLLBACK around it."""
+    info = pooled.info
+    info[_READING] = True
+    try:
+        dbapi_connection = pooled.dbapi_connection
+        if not _status(dbapi_connection) & _AUTOCOMMIT:
+            # Left in autocommit=0 by an isolation level a caller asked for.
+            dbapi_connection.autocommit(True)
+        yield
+    finally:
+        info.pop(_READING, None)
