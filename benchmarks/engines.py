@@ -46,10 +46,11 @@ class QueryCounter:
     """Counts the statements an engine's connections send to the database.
 
     It counts below SQLAlchemy, on the DBAPI connection (a SQLite trace callback, a
-    psycopg2 cursor class), set up by a pool ``connect`` listener. A connection-event
-    listener such as ``before_cursor_execute`` would be simpler, but any listener of
-    that kind moves every execute on the engine to SQLAlchemy's evented path, which
-    costs about half a SQLite read again: the counter would change what it measures.
+    psycopg2 cursor class, PyMySQL's query method), set up by a pool ``connect``
+    listener. A connection-event listener such as ``before_cursor_execute`` would be
+    simpler, but any listener of that kind moves every execute on the engine to
+    SQLAlchemy's evented path, which costs about half a SQLite read again: the counter
+    would change what it measures.
     Other drivers fall back to ``before_cursor_execute``.
     """
 
@@ -64,6 +65,8 @@ class QueryCounter:
             event.listen(engine, "connect", self._trace_sqlite)
         elif driver == "psycopg2":
             event.listen(engine, "connect", self._count_psycopg2)
+        elif driver == "pymysql":
+            event.listen(engine, "connect", self._count_pymysql)
         else:
             event.listen(engine, "before_cursor_execute", self._add)
 
@@ -98,6 +101,18 @@ class QueryCounter:
                 return super().executemany(query, vars_list)
 
         dbapi_connection.cursor_factory = CountingCursor
+
+    def _count_pymysql(self, dbapi_connection: Any, record: Any) -> None:
+        # Every cursor statement reaches the server through the connection's query();
+        # its BEGIN/COMMIT/ROLLBACK do not, as psycopg2's do not pass its cursor.
+        query = dbapi_connection.query
+        add = self._add
+
+        def counted(sql: Any, unbuffered: bool = False) -> Any:
+            add()
+            return query(sql, unbuffered)
+
+        dbapi_connection.query = counted
 
 
 _STATEMENTS = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "WITH"})

@@ -73,8 +73,29 @@ def _pysqlite(dbapi_connection: Any) -> Reader:
     return Reader(read, cursor.close)
 
 
+def _pymysql(dbapi_connection: Any) -> Reader:
+    # PyMySQL speaks MySQL's text protocol only (no server-side prepared statements):
+    # the cursor escapes the key into the SQL. Autocommit, so no transaction is open
+    # around the read and no ROLLBACK follows it, as for dal's reads.
+    dbapi_connection.autocommit(True)
+    sql = f"SELECT {_columns()} FROM {TABLE_NAME} WHERE id = %s"
+    cursor = dbapi_connection.cursor()
+    execute, fetchone = cursor.execute, cursor.fetchone
+
+    def read(key: int) -> Any:
+        execute(sql, (key,))
+        return fetchone()
+
+    def close() -> None:
+        cursor.close()
+        dbapi_connection.autocommit(False)
+
+    return Reader(read, close)
+
+
 #: By SQLAlchemy's name for the DBAPI driver (``engine.dialect.driver``).
 FLOORS: dict[str, Floor] = {
     "psycopg2": Floor("PREPARE/EXECUTE", _psycopg2),
     "pysqlite": Floor("sqlite3's statement cache", _pysqlite),
+    "pymysql": Floor("a text-protocol SELECT in autocommit", _pymysql),
 }

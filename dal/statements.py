@@ -375,9 +375,7 @@ def _auto_zero(shape: _Shape, params: Sequence[Mapping[str, Any]], result: Any) 
     if column is None or column.key not in shape.pk_keys:
         return False
     dialect = getattr(getattr(result, "context", None), "dialect", None)
-    return getattr(dialect, "name", None) == "mysql" and any(
-        p.get(column.key) == 0 for p in params
-    )
+    return getattr(dialect, "name", None) == "mysql" and any(p.get(column.key) == 0 for p in params)
 
 
 def _inserted(

@@ -5,14 +5,19 @@ from __future__ import annotations
 import pytest
 
 from benchmarks import data
-from benchmarks.engines import make_engine
+from benchmarks.engines import QueryCounter, make_engine
 from benchmarks.raw import FLOORS
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("mysql", marks=pytest.mark.mysql),
+    ]
+)
 def bench_url(request: pytest.FixtureRequest) -> str:
-    name = "postgres_url" if request.param == "postgres" else "sqlite_url"
-    return str(request.getfixturevalue(name))
+    return str(request.getfixturevalue(f"{request.param}_url"))
 
 
 def test_the_raw_floor_reads_rows_by_key_and_leaves_the_connection_as_it_was(
@@ -34,6 +39,8 @@ def test_the_raw_floor_reads_rows_by_key_and_leaves_the_connection_as_it_was(
                 assert cursor.fetchone() == (0,)  # deallocated: the pool may reuse it
                 assert conn.dbapi_connection.autocommit is False
                 cursor.close()
+            if engine.dialect.name == "mysql":
+                assert conn.dbapi_connection.get_autocommit() is False  # as the pool made it
         finally:
             conn.close()
     finally:
@@ -59,4 +66,23 @@ def test_the_postgresql_floor_is_a_server_side_prepared_statement(postgres_url: 
             conn.close()
     finally:
         data.drop(engine)
+        engine.dispose()
+
+
+@pytest.mark.mysql
+def test_the_query_counter_sees_pymysql_statements_below_sqlalchemy(mysql_url: str) -> None:
+    # dal reads a miss on the pooled DBAPI cursor: a SQLAlchemy event would not see it.
+    engine = make_engine(mysql_url)
+    counter = QueryCounter(engine)
+    try:
+        conn = engine.raw_connection()
+        try:
+            cursor = conn.dbapi_connection.cursor()
+            cursor.execute("SELECT 1")
+            cursor.execute("SELECT %s", (2,))
+            cursor.close()
+        finally:
+            conn.close()
+        assert counter.count == 2
+    finally:
         engine.dispose()
