@@ -9,7 +9,9 @@ per key ever written. The database is never called with the lock held.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import reprlib
 import threading
 from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
 from time import monotonic  # read at call time: freezegun replaces this global
@@ -64,6 +66,12 @@ class Flight:
 
     __slots__ = ("_done", "error", "finished", "key", "ns", "owner", "value")
 
+    def __repr__(self) -> str:
+        """The load as a call: ``top_spenders(10)``, ``Users.get(1)``."""
+        key = self.key[1]
+        args = key if isinstance(key, tuple) else (key,)
+        return f"{self.ns.name}({', '.join(map(reprlib.repr, args))})"
+
     def __init__(self, ns: Namespace, key: Key) -> None:
         self.ns = ns
         self.key = key
@@ -79,10 +87,10 @@ class Flight:
         self._done.release()
 
     def result(self) -> Any:
-        """Wait for the load; its value, or its error raised in this thread too."""
-        if self.owner == threading.get_ident() and self._done.locked():
-            # Waiting would deadlock: the load asked for its own key.
-            raise DalError(f"{self.ns.name}: loading {self.key[1]!r} requested itself")
+        """Wait for the load; its value, or its error raised in this thread too.
+
+        Call it through ``Store._wait``, which refuses a wait that would never end.
+        """
         with self._done:
             pass
         if isinstance(self.error, Exception):
@@ -104,6 +112,9 @@ class Store:
         self.entries, self.order = hit_views(self.data)
         self.max_entries = max_entries
         self._inflight: dict[Key, Flight] = {}
+        #: The waits-for graph: thread ident -> the flight that thread waits on. A
+        #: flight's owner is the thread running its load; see ``_wait``.
+        self._waiting: dict[int, Flight] = {}
         self._namespaces: dict[Hashable, Namespace] = {}
         self._by_table: dict[str, list[Namespace]] = {}
         # Caching is paused while it cannot be kept fresh (closed, bus down).
@@ -155,7 +166,7 @@ class Store:
                 self._run([flight], lambda: {key: load()})
                 return flight.value
             try:
-                return flight.result()
+                return self._wait(flight)
             except _Abandoned:
                 continue  # the loader was interrupted, not failed: load again
 
@@ -185,11 +196,52 @@ class Store:
             found[flight.key] = flight.value
         for flight in waits:
             try:
-                found[flight.key] = flight.result()
+                found[flight.key] = self._wait(flight)
             except _Abandoned:
                 load_one = _one_of(load_many, flight.key)
                 found[flight.key] = self.get_or_load(ns, flight.key, load_one)
         return found
+
+    def _wait(self, flight: Flight) -> Any:
+        """``flight.result()``, or a ``DalError`` if the wait would close a cycle.
+
+        A load may call code that loads other keys (a cached function calling
+        another), so a thread that owns one flight may wait on another. If the owner
+        of the awaited flight waits, directly or along a chain of owners, on a flight
+        this thread owns, nobody would ever finish: the caller gets an error instead
+        and its own loads go on (failing or not, as its code decides). The check and
+        the registration happen under one lock, so of two threads closing a cycle
+        at once, exactly the second one sees it.
+        """
+        me = threading.get_ident()
+        with self.lock:
+            cycle = self._cycle(me, flight)
+            if cycle is not None:
+                raise DalError(_cycle_message(me, cycle))
+            self._waiting[me] = flight
+        try:
+            return flight.result()
+        finally:
+            with self.lock:
+                del self._waiting[me]
+
+    def _cycle(self, me: int, flight: Flight) -> list[Flight] | None:
+        """The flights from ``flight`` back to one that ``me`` owns, if waiting would
+        close a cycle (lock held).
+
+        Every owner along the chain is blocked waiting, so no flight on it can
+        finish while this runs, except one whose waiter is about to wake.
+        """
+        chain = [flight]
+        while not flight.finished:
+            if flight.owner == me:
+                return chain
+            waited = self._waiting.get(flight.owner)
+            if waited is None or len(chain) > len(self._waiting):
+                return None
+            flight = waited
+            chain.append(flight)
+        return None
 
     def _join(self, ns: Namespace, key: Key) -> tuple[Flight, bool]:
         """The load in flight for ``key`` (lock held), or a new one this caller leads."""
@@ -404,6 +456,23 @@ class Store:
                 h, m, lo, e = totals.get(ns.name, (0, 0, 0, 0))
                 totals[ns.name] = (h + ns.hits, m + ns.misses, lo + ns.loads, e + len(ns.keys))
         return totals
+
+
+def _cycle_message(me: int, cycle: list[Flight]) -> str:
+    """Who waits on whom: the cycle this thread would close by waiting."""
+    if len(cycle) == 1:
+        return f"{cycle[0].ns.name}: loading {cycle[0].key[1]!r} requested itself"
+    names = {t.ident: t.name for t in threading.enumerate()}
+    steps = [f"thread {names.get(me, me)!r} waits for {cycle[0]!r}"]
+    for flight, waited in itertools.pairwise(cycle):
+        owner = names.get(flight.owner, flight.owner)
+        steps.append(f"loaded by {owner!r}, which waits for {waited!r}")
+    steps.append(f"loaded by {names.get(me, me)!r}")
+    return (
+        "cached loads wait on each other in a cycle and would never finish: "
+        + ", ".join(steps)
+        + "; this call raises instead of waiting"
+    )
 
 
 def _one_of(load_many: Callable[[list[Key]], Mapping[Key, Any]], key: Key) -> Callable[[], Any]:
