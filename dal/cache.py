@@ -19,7 +19,8 @@ from typing import Any
 
 from .errors import DalError, UncacheableArgument
 from .keys import PrimaryKey
-from .lru import LRU, Key, hit_views
+from .lru import LRU, Key, Slot, hit_order
+from .sizes import entry_size
 from .statements import ALL, NEW_ROWS
 
 __all__ = ["MISSING", "Changes", "Namespace", "Store"]
@@ -41,7 +42,7 @@ class Namespace:
     depends on is written.
     """
 
-    __slots__ = ("hits", "keys", "loads", "misses", "name", "pk", "tables", "ttl")
+    __slots__ = ("entries", "hits", "loads", "misses", "name", "pk", "tables", "ttl")
 
     def __init__(
         self, name: str, tables: frozenset[str], ttl: float | None, pk: PrimaryKey | None = None
@@ -50,7 +51,8 @@ class Namespace:
         self.tables = tables
         self.ttl = ttl
         self.pk = pk
-        self.keys: set[Key] = set()
+        #: Key within the namespace -> its cached entry; never rebound (hit paths hold it).
+        self.entries: dict[Hashable, Slot] = {}
         self.hits = self.misses = self.loads = 0
 
     def __repr__(self) -> str:
@@ -108,9 +110,10 @@ class Store:
     def __init__(self, max_entries: int, max_bytes: int | None = None) -> None:
         self.lock = threading.Lock()
         self.data = LRU(max_entries, max_bytes, self._evicted)
-        #: Read-only views for the hit path; see ``lru.hit_views``.
-        self.entries, self.order = hit_views(self.data)
+        #: The LRU's recency order, for hit paths; see ``lru.hit_order``.
+        self.order = hit_order(self.data)
         self.max_entries = max_entries
+        self.max_bytes = max_bytes
         self._inflight: dict[Key, Flight] = {}
         #: The waits-for graph: thread ident -> the flight that thread waits on. A
         #: flight's owner is the thread running its load; see ``_wait``.
@@ -254,16 +257,16 @@ class Store:
     def _find(self, key: Key) -> Any:
         """Lookup with the lock held: the live value or ``MISSING``."""
         try:
-            entry = self.entries.get(key)
+            slot = key[0].entries.get(key[1])
         except TypeError:
             raise UncacheableArgument(f"{key[1]!r} cannot be a cache key") from None
-        if entry is None:
+        if slot is None:
             return MISSING
-        if entry[1] is not None and entry[1] <= monotonic():
-            self._expire(key)
+        if slot.expires is not None and slot.expires <= monotonic():
+            self._expire(slot)
             return MISSING
-        self.order.move_to_end(key)
-        return entry[0]
+        self.order.move_to_end(slot)
+        return slot.value
 
     def _run(self, flights: list[Flight], load: Callable[[], Mapping[Key, Any]]) -> None:
         """Run one load for ``flights``, store what is still leased, wake the waiters.
@@ -306,11 +309,23 @@ class Store:
         if self._paused:
             self.uncached_loads += 1
             return
+        self._keep(flight.ns, key[1], flight.value, expires)
+
+    def _keep(self, ns: Namespace, within: Hashable, value: Any, expires: float | None) -> None:
+        """Cache ``value`` under ``within`` in ``ns``, replacing any entry (lock held).
+
+        Its bytes are counted now, once, and only if ``cache_bytes`` is set.
+        """
+        old = ns.entries.pop(within, None)
+        if old is not None:
+            del self.data[old]
+        size = 0 if self.max_bytes is None else entry_size(within, value, expires)
+        slot = Slot(ns, within, value, expires, size)
         try:
-            self.data[key] = (flight.value, expires)
+            self.data[slot] = slot  # may evict others first
         except ValueError:  # larger than the whole byte budget: not cached
             return
-        flight.ns.keys.add(key)
+        ns.entries[within] = slot
 
     # -- invalidation -------------------------------------------------------------
 
@@ -356,11 +371,7 @@ class Store:
             if self._paused:
                 return
             expires = None if ns.ttl is None else monotonic() + ns.ttl
-            try:
-                self.data[key] = (value, expires)
-            except ValueError:  # larger than the whole byte budget: not cached
-                return
-            ns.keys.add(key)
+            self._keep(ns, key[1], value, expires)
 
     def clear(self) -> None:
         """Forget everything and revoke every lease."""
@@ -393,39 +404,37 @@ class Store:
     def _clear(self) -> None:
         self.data.clear()
         for ns in self._namespaces.values():
-            ns.keys.clear()
+            ns.entries.clear()
         self._inflight.clear()
 
     def _drop(self, key: Key) -> None:
         # A load in flight keeps its Flight; without the lease it cannot store.
         self._inflight.pop(key, None)
-        try:
-            del self.data[key]
-        except KeyError:
-            return
-        key[0].keys.discard(key)
+        slot = key[0].entries.pop(key[1], None)
+        if slot is not None:
+            del self.data[slot]
 
     def _drop_namespace(self, ns: Namespace) -> None:
-        for key in ns.keys:
-            del self.data[key]
-        ns.keys.clear()
+        for slot in ns.entries.values():
+            del self.data[slot]
+        ns.entries.clear()
         for key in [k for k, f in self._inflight.items() if f.ns is ns]:
             del self._inflight[key]
 
     def _drop_absences(self, ns: Namespace) -> None:
         """Rows of unknown keys appeared: drop cached absences, revoke loads in flight."""
-        for key in [k for k in ns.keys if self.entries[k][0] is None]:
-            self._drop(key)
+        for slot in [s for s in ns.entries.values() if s.value is None]:
+            self._drop((ns, slot.key))
         for key in [k for k, f in self._inflight.items() if f.ns is ns]:
             del self._inflight[key]
 
-    def _expire(self, key: Key) -> None:
-        del self.data[key]
-        key[0].keys.discard(key)
+    def _expire(self, slot: Slot) -> None:
+        del self.data[slot]
+        del slot.ns.entries[slot.key]
         self.expirations += 1
 
-    def _evicted(self, key: Key) -> None:
-        key[0].keys.discard(key)
+    def _evicted(self, slot: Slot) -> None:
+        del slot.ns.entries[slot.key]
         self.evictions += 1
 
     # -- stats ------------------------------------------------------------------
@@ -454,7 +463,7 @@ class Store:
         with self.lock:
             for ns in self._namespaces.values():
                 h, m, lo, e = totals.get(ns.name, (0, 0, 0, 0))
-                totals[ns.name] = (h + ns.hits, m + ns.misses, lo + ns.loads, e + len(ns.keys))
+                totals[ns.name] = (h + ns.hits, m + ns.misses, lo + ns.loads, e + len(ns.entries))
         return totals
 
 

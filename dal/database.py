@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -75,6 +76,14 @@ class Database:
         self._reading: ContextVar[Connection | None] = ContextVar(
             f"dal_reading_{id(self)}", default=None
         )
+        #: How many ``session()`` blocks are open, in any thread or task. Changed under
+        #: ``_sessions_lock``, read by hit paths without it: 0 means no context has a
+        #: session, so they skip the ContextVar lookup. A context's own session was
+        #: counted before its body runs (program order, or the hand-off that copied the
+        #: context to another thread), so a stale read can only miss sessions of other
+        #: contexts, which do not concern the reader.
+        self._sessions_open = 0
+        self._sessions_lock = threading.Lock()
         self._parts: dict[Any, Any] = {}  # per-class state of repositories and queries
         self._closed = False
         # dispose() leaves a fresh pool behind: after close() it must open nothing.
@@ -111,6 +120,8 @@ class Database:
         self._check_open()
         session = self._sessions()
         token = self._active.set(session)
+        with self._sessions_lock:
+            self._sessions_open += 1
         try:
             with self._boundary():
                 try:
@@ -120,6 +131,8 @@ class Database:
                     session.rollback()
                     raise
         finally:
+            with self._sessions_lock:
+                self._sessions_open -= 1
             self._active.reset(token)
             session.close()
 
