@@ -401,6 +401,19 @@ class Store:
         with self.lock:
             return frozenset(self._paused)
 
+    def after_fork(self) -> None:
+        """In a forked child: an empty store whose lock is free, no loads in flight.
+
+        Only the forking thread survives. A thread that held the lock is gone, at
+        worst half-way through changing what the lock guards; a plain lock may be
+        released by any thread, and everything it guarded is emptied in place
+        (hit paths hold the dicts themselves).
+        """
+        if self.lock.locked():
+            self.lock.release()
+        self._clear()
+        self._waiting.clear()
+
     def _clear(self) -> None:
         self.data.clear()
         for ns in self._namespaces.values():
