@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Table
+from sqlalchemy.engine.cursor import FullyBufferedCursorFetchStrategy
 
 from .cache import Store
 from .relations import Relations, lookup_connection
@@ -87,10 +88,9 @@ class Tracker:
                 self.watch(table)
             pooled = conn.connection
             self._record(pooled, writes)
-            # SQLite commits an autocommit statement with RETURNING only once its rows
-            # are read: settle it at the connection's next statement or rollback.
-            if not (result.returns_rows and self._commits_when_read):
-                self._settle(pooled)
+            # An autocommit write that returns rows on SQLite was read to its end in
+            # after_cursor_execute: it has committed by now, like any other.
+            self._settle(pooled)
 
     def after_cursor_execute(
         self,
@@ -107,12 +107,27 @@ class Tracker:
         event, not ``after_execute``.
         """
         pooled = conn.connection
-        if getattr(context, "compiled", None) is None:
+        compiled = getattr(context, "compiled", None)
+        writes = None
+        if compiled is None:
             writes = writes_of(statement, None, None, conn.dialect.name)
             if writes:
                 writes = self.relations.expand(writes, lookup_connection(conn))
             if writes:
                 self._record(pooled, writes)
+        if (
+            self._commits_when_read
+            and cursor.description is not None
+            and not self._in_transaction(pooled.dbapi_connection)
+            and (writes if compiled is None else _may_write(context, statement, conn))
+        ):
+            # SQLite commits an autocommit write with RETURNING only once its rows are
+            # read, which may be never or much later. Read them all now, before the
+            # result is built on the cursor: the write commits here and is settled
+            # below (or in after_execute), and the caller reads the buffered rows.
+            context.cursor_fetch_strategy = FullyBufferedCursorFetchStrategy(
+                cursor, cursor.description, cursor.fetchall()
+            )
         if pooled.info.get(PENDING):
             self._settle(pooled)
 
@@ -225,6 +240,13 @@ def _state(connection: PoolProxiedConnection) -> dict[Any, Any] | None:
         return connection.info
     except NotImplementedError:
         return None
+
+
+def _may_write(context: Any, statement: str, conn: Connection) -> bool:
+    """Whether a compiled statement that returns rows may have written something."""
+    if context.isinsert or context.isupdate or context.isdelete:
+        return True
+    return bool(context.is_text and writes_of(statement, None, None, conn.dialect.name))
 
 
 def _merge(pending: Pending, table: str, pks: set[tuple[Any, ...]] | None) -> None:
