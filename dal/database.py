@@ -89,7 +89,7 @@ class Database:
         if self.settings.invalidation == "postgres":
             from .bus import Bus, connector
 
-            self._bus = Bus(connector(self._engine), self._store)
+            self._bus = Bus(connector(self._engine), self._store, self.settings.redact)
             self._tracker.before_commit = self._bus.publish
             self._bus.start()
             # A Database dropped without close() must not leave its listener running.
