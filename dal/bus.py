@@ -159,8 +159,6 @@ class Bus:
         transaction itself still sees the triggers (``triggers.CHECKED_NOTIFY``):
         a stale view of which tables have them must never lose a message.
         """
-        if dbapi_connection.closed:
-            return  # the connection died with its transaction: nothing commits there
         encoded = encode(self.sender, pending)
         status = dbapi_connection.info.transaction_status
         if encoded is None or status == TRANSACTION_STATUS_INERROR:

@@ -107,7 +107,7 @@ def _after_begin(session: Session, transaction: SessionTransaction, conn: Connec
         c: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
     ) -> None:
         session = ref()
-        if session is None or not _writes(statement, context):
+        if session is None or not _writes(c, statement, context):
             return
         state.wrote = True
         if not session._flushing:  # a flush keeps the objects it wrote in step itself
@@ -145,11 +145,11 @@ def _after_transaction_end(session: Session, transaction: SessionTransaction) ->
         state.reset()
 
 
-def _writes(statement: str, context: Any) -> bool:
+def _writes(conn: Any, statement: str, context: Any) -> bool:
     # The tracker's analysis (its shape of a compiled statement is cached with it).
     compiled = getattr(context, "compiled", None)
     clause = statement if compiled is None else compiled.statement
-    return bool(writes_of(clause, context, None, lambda: ()))
+    return bool(writes_of(clause, context, None, conn.dialect.name))
 
 
 def _first_line(exc: BaseException) -> str:

@@ -47,9 +47,11 @@ def test_a_write_on_a_dead_connection_is_a_database_error_and_announces_nothing(
     a, b = make_bus_db(), make_bus_db()
     writer, reader = Users(a), Users(b)
     seed(writer)
-    reader.get(1)
-    assert hit(reader, 1).name == "user1"
+    for users in (writer, reader):
+        users.get(1)
+        assert hit(users, 1).name == "user1"
     sent = bus_stats(a)["messages_sent"]
+    invalidations = a.stats()["cache"]["invalidations"]
     assert _kill_pooled_connections(postgres_url) >= 1
 
     with pytest.raises(dal.DatabaseError) as raised:
@@ -57,6 +59,9 @@ def test_a_write_on_a_dead_connection_is_a_database_error_and_announces_nothing(
 
     assert isinstance(raised.value.__cause__, sqlalchemy.exc.DBAPIError)
     assert bus_stats(a)["messages_sent"] == sent
+    # Nor applied here: the write never committed, the cached row is still true.
+    assert a.stats()["cache"]["invalidations"] == invalidations
+    assert hit(writer, 1).name == "user1"
     assert bus_stats(a)["state"] == "listening"
     # The pool dropped its dead connections: the next write commits and is announced.
     writer.update(2, name="committed")
