@@ -80,8 +80,7 @@ class Database:
         # dispose() leaves a fresh pool behind: after close() it must open nothing.
         event.listen(self._engine, "do_connect", self._refuse_when_closed)
         event.listen(self._engine, "handle_error", refused_value)
-        event.listen(self._engine, "handle_error", self._session_failed)
-        sessions.track(self._sessions)
+        sessions.track(self._sessions, self._engine, self._active)
         # After dal's own cursor-event listeners: they do not count as somebody watching.
         self._watch = reads.Watch(self._engine)
         #: The cross-process bus (invalidation="postgres"); it starts with caching paused.
@@ -299,10 +298,6 @@ class Database:
                 if nested.is_active:
                     nested.rollback()
                 raise
-
-    def _session_failed(self, context: Any) -> None:
-        """``handle_error``: a statement of this context's ``session()`` failed."""
-        sessions.failed(context, self._active.get())
 
     def _refuse_when_closed(self, *args: Any) -> None:
         """``DialectEvents.do_connect``: no new connection once closed."""

@@ -17,17 +17,17 @@ Two things are tracked per Session, on the connection its transaction holds:
 
 from __future__ import annotations
 
-import weakref
+from contextvars import ContextVar
 from typing import Any
 
-from sqlalchemy import Connection, event, inspect
+from sqlalchemy import Connection, Engine, event, inspect
 from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from .errors import DatabaseError
 from .statements import writes_of
 
-__all__ = ["SessionState", "expire_loaded", "failed", "state_of", "track"]
+__all__ = ["SessionState", "expire_loaded", "state_of", "track"]
 
 _KEY = "dal_session"
 
@@ -68,24 +68,24 @@ def state_of(session: Session) -> SessionState | None:
     return session.info.get(_KEY)
 
 
-def track(sessions: sessionmaker[Session]) -> None:
-    """Track writes and failures of every Session ``sessions`` makes."""
+def track(
+    sessions: sessionmaker[Session], engine: Engine, active: ContextVar[Session | None]
+) -> None:
+    """Track writes and failures of every Session ``sessions`` makes.
+
+    ``active`` holds the context's open ``db.session()``. The statement events are the
+    engine's: a listener on each session's Connection would cost more per session than
+    these cost per statement (one context lookup for a statement of no session).
+    """
     event.listen(sessions, "after_begin", _after_begin)
     event.listen(sessions, "before_commit", _before_commit)
     event.listen(sessions, "after_transaction_end", _after_transaction_end)
-
-
-def failed(context: ExceptionContext, session: Session | None) -> None:
-    """``DialectEvents.handle_error``: note a failure on ``session``'s connection."""
-    if session is None:
-        return
-    state = state_of(session)
-    if state is None or context.connection is None or context.connection is not state.connection:
-        return
-    if not isinstance(context.original_exception, context.dialect.loaded_dbapi.Error):
-        return  # refused before it was sent (see errors.refused_value): nothing happened
-    seen = context.sqlalchemy_exception or context.original_exception
-    state.failures.append((state.savepoints, seen))
+    watcher = _Watcher(active)
+    event.listen(engine, "after_cursor_execute", watcher.after_cursor_execute)
+    event.listen(engine, "handle_error", watcher.handle_error)
+    event.listen(engine, "savepoint", watcher.savepoint)
+    event.listen(engine, "release_savepoint", watcher.release_savepoint)
+    event.listen(engine, "rollback_savepoint", watcher.rollback_savepoint)
 
 
 def expire_loaded(session: Session) -> None:
@@ -96,41 +96,64 @@ def expire_loaded(session: Session) -> None:
             session.expire(obj, list(unchanged))
 
 
-def _after_begin(session: Session, transaction: SessionTransaction, conn: Connection) -> None:
-    state = session.info.setdefault(_KEY, SessionState())
-    if state.connection is conn:
-        return
-    state.connection = conn
-    ref = weakref.ref(session)  # the connection must not keep the session alive
+class _Watcher:
+    """Engine events, applied to the statements of the context's ``db.session()``."""
+
+    def __init__(self, active: ContextVar[Session | None]) -> None:
+        self._active = active
+
+    def _mine(self, conn: Any) -> tuple[Session, SessionState] | None:
+        session = self._active.get()
+        if session is None:
+            return None
+        state: SessionState | None = session.info.get(_KEY)
+        if state is None or state.connection is None or state.connection is not conn:
+            return None
+        return session, state
 
     def after_cursor_execute(
-        c: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
+        self, conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
     ) -> None:
-        session = ref()
-        if session is None or not _writes(c, statement, context):
+        found = self._mine(conn)
+        if found is None or not _writes(conn, statement, context):
             return
+        session, state = found
         state.wrote = True
         if not session._flushing:  # a flush keeps the objects it wrote in step itself
             expire_loaded(session)
 
-    def savepoint(c: Any, name: str | None) -> None:
-        state.savepoints += 1
+    def handle_error(self, context: ExceptionContext) -> None:
+        found = self._mine(context.connection)
+        if found is None:
+            return
+        if not isinstance(context.original_exception, context.dialect.loaded_dbapi.Error):
+            return  # refused before it was sent (see errors.refused_value): nothing happened
+        seen = context.sqlalchemy_exception or context.original_exception
+        found[1].failures.append((found[1].savepoints, seen))
 
-    def release_savepoint(c: Any, name: str, context: Any) -> None:
-        state.savepoints = max(0, state.savepoints - 1)
+    def savepoint(self, conn: Any, name: str | None) -> None:
+        found = self._mine(conn)
+        if found is not None:
+            found[1].savepoints += 1
 
-    def rollback_savepoint(c: Any, name: str, context: Any) -> None:
+    def release_savepoint(self, conn: Any, name: str, context: Any) -> None:
+        found = self._mine(conn)
+        if found is not None:
+            found[1].savepoints = max(0, found[1].savepoints - 1)
+
+    def rollback_savepoint(self, conn: Any, name: str, context: Any) -> None:
+        found = self._mine(conn)
+        if found is None:
+            return
+        session, state = found
         state.savepoints = depth = max(0, state.savepoints - 1)
         # What failed inside it is undone; objects may hold values of undone writes.
         state.failures[:] = [f for f in state.failures if f[0] <= depth]
-        session = ref()
-        if session is not None:
-            expire_loaded(session)
+        expire_loaded(session)
 
-    event.listen(conn, "after_cursor_execute", after_cursor_execute)
-    event.listen(conn, "savepoint", savepoint)
-    event.listen(conn, "release_savepoint", release_savepoint)
-    event.listen(conn, "rollback_savepoint", rollback_savepoint)
+
+def _after_begin(session: Session, transaction: SessionTransaction, conn: Connection) -> None:
+    session.info.setdefault(_KEY, SessionState()).connection = conn
 
 
 def _before_commit(session: Session) -> None:
