@@ -15,13 +15,11 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
-import os
 import select
 import socket
 import threading
 import time
 import uuid
-import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -119,7 +117,6 @@ class Bus:
         self._stopping.clear()
         self._listening.clear()
         self.state = "connecting"
-        _watch_forks(self)
         self._thread = threading.Thread(target=self._run, name="dal-bus-listener", daemon=True)
         self._thread.start()
 
@@ -359,7 +356,8 @@ class Bus:
     # -- fork ------------------------------------------------------------------------
 
     def _after_fork(self) -> None:
-        """In a forked child: the thread is gone and the connection is the parent's."""
+        """In a forked child (called by its Database, after its store is reset): the
+        thread is gone and the connection is the parent's."""
         if self._thread is None:
             return
         # Closing the inherited connection would end the parent's session with it.
@@ -414,20 +412,6 @@ def _close_quietly(conn: Any) -> None:
         conn.close()
 
 
-# Buses of this process, restarted in a forked child; connections a child inherited.
-_BUSES: weakref.WeakSet[Bus] = weakref.WeakSet()
+# Connections a forked child inherited: kept open, closing them would end the
+# parent's sessions on the same sockets.
 _INHERITED: list[Any] = []
-_fork_hook = False
-
-
-def _watch_forks(bus: Bus) -> None:
-    global _fork_hook
-    _BUSES.add(bus)
-    if not _fork_hook and hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=_restart_after_fork)
-        _fork_hook = True
-
-
-def _restart_after_fork() -> None:
-    for bus in list(_BUSES):
-        bus._after_fork()

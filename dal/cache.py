@@ -9,7 +9,9 @@ per key ever written. The database is never called with the lock held.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import reprlib
 import threading
 from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
 from time import monotonic  # read at call time: freezegun replaces this global
@@ -17,7 +19,8 @@ from typing import Any
 
 from .errors import DalError, UncacheableArgument
 from .keys import PrimaryKey
-from .lru import LRU, Key, hit_views
+from .lru import LRU, Key, Slot, hit_order
+from .sizes import entry_size
 from .statements import ALL, NEW_ROWS
 
 __all__ = ["MISSING", "Changes", "Namespace", "Store"]
@@ -39,7 +42,7 @@ class Namespace:
     depends on is written.
     """
 
-    __slots__ = ("hits", "keys", "loads", "misses", "name", "pk", "tables", "ttl")
+    __slots__ = ("entries", "hits", "loads", "misses", "name", "pk", "tables", "ttl")
 
     def __init__(
         self, name: str, tables: frozenset[str], ttl: float | None, pk: PrimaryKey | None = None
@@ -48,7 +51,8 @@ class Namespace:
         self.tables = tables
         self.ttl = ttl
         self.pk = pk
-        self.keys: set[Key] = set()
+        #: Key within the namespace -> its cached entry; never rebound (hit paths hold it).
+        self.entries: dict[Hashable, Slot] = {}
         self.hits = self.misses = self.loads = 0
 
     def __repr__(self) -> str:
@@ -63,6 +67,12 @@ class Flight:
     """One load in progress; the callers that missed the same key wait on it."""
 
     __slots__ = ("_done", "error", "finished", "key", "ns", "owner", "value")
+
+    def __repr__(self) -> str:
+        """The load as a call: ``top_spenders(10)``, ``Users.get(1)``."""
+        key = self.key[1]
+        args = key if isinstance(key, tuple) else (key,)
+        return f"{self.ns.name}({', '.join(map(reprlib.repr, args))})"
 
     def __init__(self, ns: Namespace, key: Key) -> None:
         self.ns = ns
@@ -79,10 +89,10 @@ class Flight:
         self._done.release()
 
     def result(self) -> Any:
-        """Wait for the load; its value, or its error raised in this thread too."""
-        if self.owner == threading.get_ident() and self._done.locked():
-            # Waiting would deadlock: the load asked for its own key.
-            raise DalError(f"{self.ns.name}: loading {self.key[1]!r} requested itself")
+        """Wait for the load; its value, or its error raised in this thread too.
+
+        Call it through ``Store._wait``, which refuses a wait that would never end.
+        """
         with self._done:
             pass
         if isinstance(self.error, Exception):
@@ -100,10 +110,14 @@ class Store:
     def __init__(self, max_entries: int, max_bytes: int | None = None) -> None:
         self.lock = threading.Lock()
         self.data = LRU(max_entries, max_bytes, self._evicted)
-        #: Read-only views for the hit path; see ``lru.hit_views``.
-        self.entries, self.order = hit_views(self.data)
+        #: The LRU's recency order, for hit paths; see ``lru.hit_order``.
+        self.order = hit_order(self.data)
         self.max_entries = max_entries
+        self.max_bytes = max_bytes
         self._inflight: dict[Key, Flight] = {}
+        #: The waits-for graph: thread ident -> the flight that thread waits on. A
+        #: flight's owner is the thread running its load; see ``_wait``.
+        self._waiting: dict[int, Flight] = {}
         self._namespaces: dict[Hashable, Namespace] = {}
         self._by_table: dict[str, list[Namespace]] = {}
         # Caching is paused while it cannot be kept fresh (closed, bus down).
@@ -155,7 +169,7 @@ class Store:
                 self._run([flight], lambda: {key: load()})
                 return flight.value
             try:
-                return flight.result()
+                return self._wait(flight)
             except _Abandoned:
                 continue  # the loader was interrupted, not failed: load again
 
@@ -185,11 +199,52 @@ class Store:
             found[flight.key] = flight.value
         for flight in waits:
             try:
-                found[flight.key] = flight.result()
+                found[flight.key] = self._wait(flight)
             except _Abandoned:
                 load_one = _one_of(load_many, flight.key)
                 found[flight.key] = self.get_or_load(ns, flight.key, load_one)
         return found
+
+    def _wait(self, flight: Flight) -> Any:
+        """``flight.result()``, or a ``DalError`` if the wait would close a cycle.
+
+        A load may call code that loads other keys (a cached function calling
+        another), so a thread that owns one flight may wait on another. If the owner
+        of the awaited flight waits, directly or along a chain of owners, on a flight
+        this thread owns, nobody would ever finish: the caller gets an error instead
+        and its own loads go on (failing or not, as its code decides). The check and
+        the registration happen under one lock, so of two threads closing a cycle
+        at once, exactly the second one sees it.
+        """
+        me = threading.get_ident()
+        with self.lock:
+            cycle = self._cycle(me, flight)
+            if cycle is not None:
+                raise DalError(_cycle_message(me, cycle))
+            self._waiting[me] = flight
+        try:
+            return flight.result()
+        finally:
+            with self.lock:
+                del self._waiting[me]
+
+    def _cycle(self, me: int, flight: Flight) -> list[Flight] | None:
+        """The flights from ``flight`` back to one that ``me`` owns, if waiting would
+        close a cycle (lock held).
+
+        Every owner along the chain is blocked waiting, so no flight on it can
+        finish while this runs, except one whose waiter is about to wake.
+        """
+        chain = [flight]
+        while not flight.finished:
+            if flight.owner == me:
+                return chain
+            waited = self._waiting.get(flight.owner)
+            if waited is None or len(chain) > len(self._waiting):
+                return None
+            flight = waited
+            chain.append(flight)
+        return None
 
     def _join(self, ns: Namespace, key: Key) -> tuple[Flight, bool]:
         """The load in flight for ``key`` (lock held), or a new one this caller leads."""
@@ -202,16 +257,16 @@ class Store:
     def _find(self, key: Key) -> Any:
         """Lookup with the lock held: the live value or ``MISSING``."""
         try:
-            entry = self.entries.get(key)
+            slot = key[0].entries.get(key[1])
         except TypeError:
             raise UncacheableArgument(f"{key[1]!r} cannot be a cache key") from None
-        if entry is None:
+        if slot is None:
             return MISSING
-        if entry[1] is not None and entry[1] <= monotonic():
-            self._expire(key)
+        if slot.expires is not None and slot.expires <= monotonic():
+            self._expire(slot)
             return MISSING
-        self.order.move_to_end(key)
-        return entry[0]
+        self.order.move_to_end(slot)
+        return slot.value
 
     def _run(self, flights: list[Flight], load: Callable[[], Mapping[Key, Any]]) -> None:
         """Run one load for ``flights``, store what is still leased, wake the waiters.
@@ -254,11 +309,23 @@ class Store:
         if self._paused:
             self.uncached_loads += 1
             return
+        self._keep(flight.ns, key[1], flight.value, expires)
+
+    def _keep(self, ns: Namespace, within: Hashable, value: Any, expires: float | None) -> None:
+        """Cache ``value`` under ``within`` in ``ns``, replacing any entry (lock held).
+
+        Its bytes are counted now, once, and only if ``cache_bytes`` is set.
+        """
+        old = ns.entries.pop(within, None)
+        if old is not None:
+            del self.data[old]
+        size = 0 if self.max_bytes is None else entry_size(within, value, expires)
+        slot = Slot(ns, within, value, expires, size)
         try:
-            self.data[key] = (flight.value, expires)
+            self.data[slot] = slot  # may evict others first
         except ValueError:  # larger than the whole byte budget: not cached
             return
-        flight.ns.keys.add(key)
+        ns.entries[within] = slot
 
     # -- invalidation -------------------------------------------------------------
 
@@ -304,11 +371,7 @@ class Store:
             if self._paused:
                 return
             expires = None if ns.ttl is None else monotonic() + ns.ttl
-            try:
-                self.data[key] = (value, expires)
-            except ValueError:  # larger than the whole byte budget: not cached
-                return
-            ns.keys.add(key)
+            self._keep(ns, key[1], value, expires)
 
     def clear(self) -> None:
         """Forget everything and revoke every lease."""
@@ -338,42 +401,53 @@ class Store:
         with self.lock:
             return frozenset(self._paused)
 
+    def after_fork(self) -> None:
+        """In a forked child: an empty store whose lock is free, no loads in flight.
+
+        Only the forking thread survives. A thread that held the lock is gone, at
+        worst half-way through changing what the lock guards; a plain lock may be
+        released by any thread, and everything it guarded is emptied in place
+        (hit paths hold the dicts themselves).
+        """
+        if self.lock.locked():
+            self.lock.release()
+        self._clear()
+        self._waiting.clear()
+
     def _clear(self) -> None:
         self.data.clear()
         for ns in self._namespaces.values():
-            ns.keys.clear()
+            ns.entries.clear()
         self._inflight.clear()
 
     def _drop(self, key: Key) -> None:
         # A load in flight keeps its Flight; without the lease it cannot store.
         self._inflight.pop(key, None)
-        try:
-            del self.data[key]
-        except KeyError:
-            return
-        key[0].keys.discard(key)
+        slot = key[0].entries.pop(key[1], None)
+        if slot is not None:
+            del self.data[slot]
 
     def _drop_namespace(self, ns: Namespace) -> None:
-        for key in ns.keys:
-            del self.data[key]
-        ns.keys.clear()
+        for slot in ns.entries.values():
+            del self.data[slot]
+        ns.entries.clear()
         for key in [k for k, f in self._inflight.items() if f.ns is ns]:
             del self._inflight[key]
 
     def _drop_absences(self, ns: Namespace) -> None:
         """Rows of unknown keys appeared: drop cached absences, revoke loads in flight."""
-        for key in [k for k in ns.keys if self.entries[k][0] is None]:
-            self._drop(key)
+        for slot in [s for s in ns.entries.values() if s.value is None]:
+            self._drop((ns, slot.key))
         for key in [k for k, f in self._inflight.items() if f.ns is ns]:
             del self._inflight[key]
 
-    def _expire(self, key: Key) -> None:
-        del self.data[key]
-        key[0].keys.discard(key)
+    def _expire(self, slot: Slot) -> None:
+        del self.data[slot]
+        del slot.ns.entries[slot.key]
         self.expirations += 1
 
-    def _evicted(self, key: Key) -> None:
-        key[0].keys.discard(key)
+    def _evicted(self, slot: Slot) -> None:
+        del slot.ns.entries[slot.key]
         self.evictions += 1
 
     # -- stats ------------------------------------------------------------------
@@ -402,8 +476,25 @@ class Store:
         with self.lock:
             for ns in self._namespaces.values():
                 h, m, lo, e = totals.get(ns.name, (0, 0, 0, 0))
-                totals[ns.name] = (h + ns.hits, m + ns.misses, lo + ns.loads, e + len(ns.keys))
+                totals[ns.name] = (h + ns.hits, m + ns.misses, lo + ns.loads, e + len(ns.entries))
         return totals
+
+
+def _cycle_message(me: int, cycle: list[Flight]) -> str:
+    """Who waits on whom: the cycle this thread would close by waiting."""
+    if len(cycle) == 1:
+        return f"{cycle[0].ns.name}: loading {cycle[0].key[1]!r} requested itself"
+    names = {t.ident: t.name for t in threading.enumerate()}
+    steps = [f"thread {names.get(me, me)!r} waits for {cycle[0]!r}"]
+    for flight, waited in itertools.pairwise(cycle):
+        owner = names.get(flight.owner, flight.owner)
+        steps.append(f"loaded by {owner!r}, which waits for {waited!r}")
+    steps.append(f"loaded by {names.get(me, me)!r}")
+    return (
+        "cached loads wait on each other in a cycle and would never finish: "
+        + ", ".join(steps)
+        + "; this call raises instead of waiting"
+    )
 
 
 def _one_of(load_many: Callable[[list[Key]], Mapping[Key, Any]], key: Key) -> Callable[[], Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -14,7 +15,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from . import engine as engines
-from . import reads, sessions
+from . import forks, reads, sessions
 from .cache import Store
 from .config import Settings, resolve_url
 from .errors import ConfigError, DatabaseClosed, PoolTimeout, refused_value, translate
@@ -75,8 +76,17 @@ class Database:
         self._reading: ContextVar[Connection | None] = ContextVar(
             f"dal_reading_{id(self)}", default=None
         )
+        #: How many ``session()`` blocks are open, in any thread or task. Changed under
+        #: ``_sessions_lock``, read by hit paths without it: 0 means no context has a
+        #: session, so they skip the ContextVar lookup. A context's own session was
+        #: counted before its body runs (program order, or the hand-off that copied the
+        #: context to another thread), so a stale read can only miss sessions of other
+        #: contexts, which do not concern the reader.
+        self._sessions_open = 0
+        self._sessions_lock = threading.Lock()
         self._parts: dict[Any, Any] = {}  # per-class state of repositories and queries
         self._closed = False
+        forks.watch(self)  # a forked child gets its own locks, cache and connections
         # dispose() leaves a fresh pool behind: after close() it must open nothing.
         event.listen(self._engine, "do_connect", self._refuse_when_closed)
         event.listen(self._engine, "handle_error", refused_value)
@@ -120,6 +130,8 @@ class Database:
             return
         session = self._sessions()
         token = self._active.set(session)
+        with self._sessions_lock:
+            self._sessions_open += 1
         try:
             with self._boundary():
                 try:
@@ -129,6 +141,8 @@ class Database:
                     session.rollback()
                     raise
         finally:
+            with self._sessions_lock:
+                self._sessions_open -= 1
             self._active.reset(token)
             session.close()
 
@@ -189,6 +203,20 @@ class Database:
         state = " closed" if self._closed else ""
         url = self.settings.url.render_as_string(hide_password=True)
         return f"<dal.Database {url!r} cache_size={self.settings.cache_size}{state}>"
+
+    def _after_fork(self) -> None:
+        """In a forked child (``dal.forks``): fresh locks, an empty cache, the pool's
+        connections left to the parent, and the bus listening again if it was on."""
+        self._sessions_lock = threading.Lock()
+        self._tracker.relations._lock = threading.Lock()
+        self._store.after_fork()
+        if self._closed:
+            return
+        # SQLAlchemy's advice for a child: forget the pooled connections without
+        # closing them, which would end the parent's sessions on the same sockets.
+        self._engine.dispose(close=False)
+        if self._bus is not None:
+            self._bus._after_fork()
 
     # -- for repositories and cached queries ------------------------------------------
 

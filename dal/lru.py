@@ -1,71 +1,72 @@
-"""cachetools' LRUCache as the store needs it: evictions reported, entries bounded
-by count as well as bytes, and direct views of its dict for the hit path."""
+"""cachetools' LRUCache as the store needs it: entries as slots, evictions reported,
+bounded by count as well as bytes, and a direct view of its recency order for hits.
+
+Each cached entry is one ``Slot``: the LRU's key and value at once, hashed by
+identity. A namespace maps its own keys to its slots, so a hit costs one lookup of
+the caller's key (an int, a str: cheap to hash) and one ``move_to_end`` of a slot
+(identity hash), never a hash of a ``(namespace, key)`` tuple.
+"""
 
 from __future__ import annotations
 
-import sys
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from cachetools import Cache, LRUCache
+from cachetools import LRUCache
 
-__all__ = ["LRU", "Entry", "Key", "fallback_views", "hit_views"]
+__all__ = ["LRU", "Key", "Slot", "fallback_order", "hit_order"]
 
-#: (namespace, key within it)
+#: (namespace, key within it): how the store names an entry or a load in flight.
 Key = tuple[Any, Hashable]
-#: (value, expiry on the monotonic clock or None)
-Entry = tuple[Any, "float | None"]
 
 
-class LRU(LRUCache[Key, Entry]):
-    """cachetools' LRU, reporting evictions and bounding entries as well as bytes."""
+class Slot:
+    """One cached entry: its namespace and key, value, expiry and counted bytes.
+
+    Equal only to itself: the namespace's entry dict keeps at most one slot per key.
+    """
+
+    __slots__ = ("expires", "key", "ns", "size", "value")
+
+    def __init__(self, ns: Any, key: Hashable, value: Any, expires: float | None, size: int):
+        self.ns = ns
+        self.key = key
+        self.value = value
+        #: On the monotonic clock; None: no TTL applies, the clock is not read.
+        self.expires = expires
+        self.size = size
+
+
+class LRU(LRUCache[Slot, Slot]):
+    """cachetools' LRU of slots, reporting evictions, bounded by entries and bytes."""
 
     def __init__(
         self,
         max_entries: int,
         max_bytes: int | None,
-        on_evict: Callable[[Key], None],
+        on_evict: Callable[[Slot], None],
     ) -> None:
         if max_bytes is None:
             super().__init__(max_entries)
         else:
-            super().__init__(max_bytes, getsizeof=_sizeof)
+            super().__init__(max_bytes, getsizeof=_counted)
         self._max_entries = max_entries
         self._on_evict = on_evict
 
-    def __setitem__(self, key: Key, value: Entry) -> None:
+    def __setitem__(self, key: Slot, value: Slot) -> None:
         super().__setitem__(key, value)
         while len(self) > self._max_entries:
             self.popitem()
 
-    def popitem(self) -> tuple[Key, Entry]:
+    def popitem(self) -> tuple[Slot, Slot]:
         key, value = super().popitem()
         self._on_evict(key)
         return key, value
 
 
-class _Entries:
-    """Stand-in for cachetools' entry dict if its internals ever change: slower, same result.
-
-    A lookup must not count as use: the store checks expiry first and refreshes
-    recency only for a live hit (``_Order``), and housekeeping reads entries too.
-    ``Cache.__getitem__`` reads the entry without ``LRUCache``'s recency update.
-    """
-
-    __slots__ = ("_lru",)
-
-    def __init__(self, lru: LRU) -> None:
-        self._lru = lru
-
-    def get(self, key: Key, default: Any = None) -> Any:
-        try:
-            return Cache.__getitem__(self._lru, key)
-        except KeyError:
-            return default
-
-    def __getitem__(self, key: Key) -> Any:
-        return Cache.__getitem__(self._lru, key)
+def _counted(slot: Slot) -> int:
+    return slot.size
 
 
 class _Order:
@@ -76,35 +77,23 @@ class _Order:
     def __init__(self, lru: LRU) -> None:
         self._lru = lru
 
-    def move_to_end(self, key: Key) -> None:
-        self._lru[key]  # LRUCache.__getitem__ moves the key to the recent end
+    def move_to_end(self, slot: Slot) -> None:
+        self._lru[slot]  # LRUCache.__getitem__ moves the key to the recent end
 
 
-def hit_views(lru: LRU) -> tuple[Any, Any]:
-    """cachetools' own entry dict and recency order, for the hit path.
+def hit_order(lru: LRU) -> Any:
+    """cachetools' own recency order, for the hit path.
 
-    A hit then costs one dict lookup and one ``move_to_end`` (what
-    ``LRUCache.__getitem__`` does, minus two Python frames); inserts, evictions
-    and size accounting still go through cachetools.
+    A hit then costs one ``move_to_end`` (what ``LRUCache.__getitem__`` does, minus
+    two Python frames); inserts, evictions and size accounting still go through
+    cachetools.
     """
-    entries = getattr(lru, "_Cache__data", None)
     order = getattr(lru, "_LRUCache__order", None)
-    if isinstance(entries, dict) and isinstance(order, OrderedDict):
-        return entries, order
-    return fallback_views(lru)
+    if isinstance(order, OrderedDict):
+        return order
+    return fallback_order(lru)
 
 
-def fallback_views(lru: LRU) -> tuple[Any, Any]:
-    """Views through cachetools' public methods, used if its internals change."""
-    return _Entries(lru), _Order(lru)
-
-
-def _sizeof(entry: Entry) -> int:
-    """Approximate bytes of one entry: the value and its direct members."""
-    value = entry[0]
-    size = sys.getsizeof(value)
-    members = getattr(value, "_values", None)
-    items = members() if callable(members) else value
-    if isinstance(items, (tuple, list)):
-        size += sum(sys.getsizeof(item) for item in items)
-    return size
+def fallback_order(lru: LRU) -> Any:
+    """Recency through cachetools' public methods, used if its internals change."""
+    return _Order(lru)

@@ -118,7 +118,7 @@ class CachedQuery(Generic[P, R]):
         bounds this function's entries and is shared with every other cache of it."""
         ns = self._ns
         with self._store.lock:
-            return CacheInfo(ns.hits, ns.misses, self._store.max_entries, len(ns.keys))
+            return CacheInfo(ns.hits, ns.misses, self._store.max_entries, len(ns.entries))
 
     def _in_session(self, session: Session, args: Any, kwargs: Any) -> R:
         """The function run in the caller's writing session: its writes seen, nothing stored."""

@@ -29,6 +29,11 @@ __all__ = ["CATALOG_TTL", "Relations"]
 CATALOG_TTL = 30.0
 
 _EVERYTHING: list[Write] = [(ALL, None, "other")]
+
+#: The catalog's answers, shared by every Database of this process on one database URL
+#: (a table's triggers and foreign keys do not depend on who asks).
+_learned: dict[tuple[str, str], tuple[catalog.Info, float]] = {}
+_learned_lock = threading.Lock()
 _ACTING = {"CASCADE", "SET NULL", "SET DEFAULT"}
 _ANY_EVENT = frozenset({"insert", "update", "delete", "truncate"})
 
@@ -44,7 +49,8 @@ class Relations:
         self._on_update: dict[str, frozenset[str]] = {}
         self._referencing: dict[str, frozenset[str]] = {}
         self._known: frozenset[str] = frozenset()
-        self._learned: dict[str, tuple[catalog.Info, float]] = {}
+        #: The database the catalog's answers are about (learned from the first connection).
+        self._url = ""
 
     def watch(self, table: Table) -> None:
         """Learn the tables and foreign keys of ``table``'s MetaData (all its tables)."""
@@ -82,8 +88,8 @@ class Relations:
 
     def forget(self) -> None:
         """The schema changed: ask the catalog again."""
-        with self._lock:
-            self._learned = {}
+        with _learned_lock:
+            _learned.clear()
 
     def expand(self, writes: list[Write], conn: Connection | None) -> list[Write]:
         """``writes`` and every table the database changed with them.
@@ -95,6 +101,8 @@ class Relations:
         if any(op == "ddl" for _, _, op in writes):
             self.forget()
             writes = [w for w in writes if w[0] != SCHEMA]
+        if conn is not None:
+            self._url = conn.engine.url.render_as_string(hide_password=False)
         out = list(writes)
         seen: set[tuple[str, str]] = set()
         todo = [(table, "other" if op == "ddl" else op) for table, _, op in writes]
@@ -131,7 +139,8 @@ class Relations:
         return found
 
     def _info(self, table: str, conn: Connection | None) -> catalog.Info | None:
-        entry = self._learned.get(table)
+        key = (self._url, table)
+        entry = _learned.get(key)
         if entry is not None and monotonic() - entry[1] < CATALOG_TTL:
             return entry[0]
         if conn is None:
@@ -140,8 +149,8 @@ class Relations:
             info = catalog.learn(conn, table)
         except Exception:
             return None  # the catalog could not say: every table
-        with self._lock:
-            self._learned = {**self._learned, table: (info, monotonic())}
+        with _learned_lock:
+            _learned[key] = (info, monotonic())
         return info
 
 

@@ -171,16 +171,15 @@ class Repository(Generic[T]):
             parts = db._parts.setdefault(type(self), _Parts(db, type(self)))
         self._db = db
         self._parts: _Parts = parts
-        store = db._store
-        # The hit path in get() reads these directly: a few dictionary operations.
-        self._store = store
-        self._lock = store.lock
-        self._entries = store.entries
-        self._order = store.order
+        self._store = db._store
         self._rows: Namespace = parts.rows
         self._pk_type = parts.pk.scalar_type
         self._active = db._active
         self._make: Callable[[Sequence[Any]], Record[T]] = parts.records.make
+        if type(self).get is Repository.get:
+            # Hits are answered by a closure over the objects they touch (local
+            # loads, not attribute lookups), which falls back to the method.
+            self.__dict__["get"] = _hit_path(self, partial(Repository.get, self))
 
     # -- reads ----------------------------------------------------------------------
 
@@ -188,23 +187,14 @@ class Repository(Generic[T]):
         """The row with primary key ``pk``, or None (an absent row is cached too)."""
         if pk.__class__ is not self._pk_type:
             pk = self._parts.key(pk)
-        rows = self._rows
-        key = (rows, pk)
-        if self._active.get() is None:
-            # The hit path: Store._find's steps, inlined because it is the hot one.
-            with self._lock:
-                entry = self._entries.get(key)
-                if entry is not None and (entry[1] is None or entry[1] > monotonic()):
-                    self._order.move_to_end(key)
-                    rows.hits += 1
-                    return entry[0]  # type: ignore[no-any-return]
-        else:
+        if self._db._sessions_open and self._active.get() is not None:
             session = self._db._writing_session()
             if session is not None:
                 return cast(
                     Record[T] | None, self._in_session(session, lambda s: s.get(self.model, pk))
                 )
-        return self._store.get_or_load(self._rows, key, partial(self._load_one, pk))  # type: ignore[no-any-return]
+        rows = self._rows
+        return self._store.get_or_load(rows, (rows, pk), partial(self._load_one, pk))  # type: ignore[no-any-return]
 
     def get_many(self, pks: Iterable[Any]) -> dict[Hashable, Record[T]]:
         """``{pk: record}`` for the pks that have a row; one query for all the misses."""
@@ -274,12 +264,12 @@ class Repository(Generic[T]):
         """Hits, misses and entries of this repository's rows and finds; ``maxsize`` is
         the Database's ``cache_size``, which they share with every other cache of it."""
         spaces = (self._parts.rows, self._parts.finds)
-        with self._lock:
+        with self._store.lock:
             return CacheInfo(
                 hits=sum(ns.hits for ns in spaces),
                 misses=sum(ns.misses for ns in spaces),
                 maxsize=self._store.max_entries,
-                currsize=sum(len(ns.keys) for ns in spaces),
+                currsize=sum(len(ns.entries) for ns in spaces),
             )
 
     # -- writes (each commits before it returns) -----------------------------------------
@@ -419,3 +409,34 @@ class Repository(Generic[T]):
     def _column_values(self, values: Mapping[str, Any], where: str) -> dict[Any, Any]:
         self._parts.filters.check_names(values, where)
         return {self._parts.columns[f]: v for f, v in values.items()}
+
+
+def _hit_path(
+    repository: Repository[Any], full: Callable[[Any], Record[Any] | None]
+) -> Callable[[Any], Record[Any] | None]:
+    """``repository.get`` for a cache hit: ``Store._find``'s steps, inlined because it
+    is the hot one; anything else (another key type, a session, a miss, an expired
+    entry) goes to ``full``, the method."""
+    db = repository._db
+    pk_type = repository._pk_type
+    active = db._active
+    lock = db._store.lock
+    cached = repository._rows.entries
+    order = db._store.order
+    rows = repository._rows
+
+    def get(pk: Any) -> Record[Any] | None:
+        # No session open anywhere (read without a lock; see Database._sessions_open)
+        # means none in this context: the ContextVar lookup is skipped.
+        if pk.__class__ is pk_type and (not db._sessions_open or active.get() is None):
+            with lock:
+                slot = cached.get(pk)
+                # A slot without TTL carries expires=None: the clock is not read.
+                if slot is not None and (slot.expires is None or slot.expires > monotonic()):
+                    order.move_to_end(slot)
+                    rows.hits += 1
+                    return slot.value  # type: ignore[no-any-return]
+        return full(pk)
+
+    get.__doc__ = Repository.get.__doc__
+    return get

@@ -2,12 +2,13 @@
 
 Hits must refresh recency on every read path, including the repository's direct hit
 path, which reads the LRU's entries without going through ``LRUCache.__getitem__``.
-Every test runs twice: on cachetools' own dict and order (the fast views), and on the
+Every test runs twice: on cachetools' own recency order (the fast view), and on the
 fallback the store uses if those internals ever change; both must behave alike.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -26,9 +27,9 @@ A, B, C = 1, 2, 3
 
 @pytest.fixture(params=["fast", "fallback"])
 def views(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Which views of the LRU the stores made in this test read on their hit paths."""
+    """Which view of the LRU's order the stores made in this test use on their hit paths."""
     if request.param == "fallback":
-        monkeypatch.setattr(cache, "hit_views", lru.fallback_views)
+        monkeypatch.setattr(cache, "hit_order", lru.fallback_order)
     return str(request.param)
 
 
@@ -39,8 +40,7 @@ def small(db: dal.Database, views: str) -> Iterator[tuple[dal.Database, Statemen
     for pk in (A, B, C):
         seed.add(id=pk, email=f"u{pk}@example.com", name=f"user{pk}")
     other = dal.Database(db.settings.url, cache_size=2)
-    store = other._store
-    assert isinstance(store.entries, dict) is (views == "fast")
+    assert isinstance(other._store.order, OrderedDict) is (views == "fast")
     log = StatementLog(other.engine).attach()
     try:
         yield other, log

@@ -354,7 +354,7 @@ def test_get_many_when_a_key_it_waits_for_fails(db: dal.Database, users: Users) 
 
     assert len(errors) == 1
     assert _in_flight(db) == 0
-    assert db._store.entries[(users._rows, 1)][0].name == "user1"  # kept
+    assert users._rows.entries[1].value.name == "user1"  # kept
     assert users.get_many([1, 2]).keys() == {1, 2}
 
 
