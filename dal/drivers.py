@@ -76,7 +76,7 @@ class Driver:
     #: snapshot older than the read itself.
     read_mode: Callable[[PoolProxiedConnection], AbstractContextManager[None]] = _as_is
     #: The driver commits an autocommit statement that returns rows only once they are
-    #: read (SQLite with RETURNING): settle such a write later, not at its execute.
+    #: read (SQLite with RETURNING): such a write's rows are read at its execute.
     commits_when_read: bool = False
     #: ``PoolEvents.connect`` listener: settings every new connection runs with.
     on_connect: Callable[[Any, Any], None] | None = None

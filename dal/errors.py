@@ -104,7 +104,12 @@ def refused_value(context: ExceptionContext) -> sa_exc.StatementError | None:
     SQLAlchemy passes that through unwrapped, and it would leave dal untranslated.
     """
     exc = context.original_exception
-    if context.sqlalchemy_exception is None and isinstance(exc, ValueError):
+    # dal's own errors (a refusal raised inside the dialect) reach the caller as they are.
+    if (
+        context.sqlalchemy_exception is None
+        and isinstance(exc, ValueError)
+        and not isinstance(exc, DalError)
+    ):
         return sa_exc.StatementError(
             str(exc), context.statement, context.parameters, exc, ismulti=None
         )

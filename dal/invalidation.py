@@ -22,10 +22,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Table
+from sqlalchemy.engine.cursor import FullyBufferedCursorFetchStrategy
 
 from .cache import Store
+from .errors import ConfigError
 from .relations import Relations, lookup_connection
-from .statements import Write, failed_writes_of, table_of, writes_of
+from .statements import ALL, Write, failed_writes_of, table_of, writes_of
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Dialect
@@ -40,6 +42,9 @@ Pending = dict[str, "set[tuple[Any, ...]] | None"]
 
 #: The key of a connection's pending changes in the pool's per-connection ``info``.
 PENDING = "dal.pending"
+
+#: Changes of a prepared two-phase transaction, already announced, awaiting COMMIT PREPARED.
+PREPARED = "dal.prepared"
 
 #: Past this many keys of one table in one transaction, invalidate the whole table.
 MAX_KEYS_PER_TABLE = 10_000
@@ -87,10 +92,9 @@ class Tracker:
                 self.watch(table)
             pooled = conn.connection
             self._record(pooled, writes)
-            # SQLite commits an autocommit statement with RETURNING only once its rows
-            # are read: settle it at the connection's next statement or rollback.
-            if not (result.returns_rows and self._commits_when_read):
-                self._settle(pooled)
+            # An autocommit write that returns rows on SQLite was read to its end in
+            # after_cursor_execute: it has committed by now, like any other.
+            self._settle(pooled)
 
     def after_cursor_execute(
         self,
@@ -107,12 +111,27 @@ class Tracker:
         event, not ``after_execute``.
         """
         pooled = conn.connection
-        if getattr(context, "compiled", None) is None:
+        compiled = getattr(context, "compiled", None)
+        writes = None
+        if compiled is None:
             writes = writes_of(statement, None, None, conn.dialect.name)
             if writes:
                 writes = self.relations.expand(writes, lookup_connection(conn))
             if writes:
                 self._record(pooled, writes)
+        if (
+            self._commits_when_read
+            and cursor.description is not None
+            and not self._in_transaction(pooled.dbapi_connection)
+            and (writes if compiled is None else _may_write(context, statement, conn))
+        ):
+            # SQLite commits an autocommit write with RETURNING only once its rows are
+            # read, which may be never or much later. Read them all now, before the
+            # result is built on the cursor: the write commits here and is settled
+            # below (or in after_execute), and the caller reads the buffered rows.
+            context.cursor_fetch_strategy = FullyBufferedCursorFetchStrategy(
+                cursor, cursor.description, cursor.fetchall()
+            )
         if pooled.info.get(PENDING):
             self._settle(pooled)
 
@@ -200,6 +219,8 @@ class Tracker:
         def do_rollback(connection: PoolProxiedConnection) -> None:
             state = _state(connection)
             pending = None if state is None else state.pop(PENDING, None)
+            if state is not None:
+                state.pop(PREPARED, None)  # a prepared transaction rolled back on reset
             try:
                 if pending and not self._in_transaction(connection.dbapi_connection):
                     # Nothing is open to roll back: the writes ended on their own
@@ -211,6 +232,79 @@ class Tracker:
         # Instance attributes shadow the class's methods for this dialect alone.
         dialect.do_commit = do_commit  # type: ignore[method-assign,assignment]
         dialect.do_rollback = do_rollback  # type: ignore[method-assign,assignment]
+        self._hook_twophase(dialect)
+
+    def _hook_twophase(self, dialect: Dialect) -> None:
+        """Wrap the two-phase methods: psycopg2's use the driver's ``tpc_*`` directly.
+
+        Neither ``do_commit`` nor the cursor events see those. At PREPARE the
+        changes are set aside under ``PREPARED``, where no statement's settling
+        takes them for committed; COMMIT PREPARED applies them, ROLLBACK PREPARED
+        drops them. Committing another connection's prepared transaction
+        (``recover=True``) changed rows dal cannot know: everything is invalidated.
+        With the bus, two-phase transactions are refused at their start.
+        """
+        real_begin, real_prepare = dialect.do_begin_twophase, dialect.do_prepare_twophase
+        real_commit, real_rollback = dialect.do_commit_twophase, dialect.do_rollback_twophase
+
+        def do_begin_twophase(connection: Connection, xid: Any) -> None:
+            if self.before_commit is not None:
+                # PostgreSQL refuses to PREPARE a transaction that ran NOTIFY, and a
+                # NOTIFY sent after COMMIT PREPARED is lost if this process dies in
+                # between: other processes would serve the old rows for good.
+                raise ConfigError(
+                    "two-phase commit cannot be used with invalidation='postgres':"
+                    " its changes could not be announced with the transaction"
+                )
+            real_begin(connection, xid)
+
+        def do_prepare_twophase(connection: Connection, xid: Any) -> None:
+            info = connection.connection.info
+            pending = info.pop(PENDING, None)
+            if pending:
+                info[PREPARED] = pending
+            real_prepare(connection, xid)
+
+        def do_commit_twophase(
+            connection: Connection, xid: Any, is_prepared: bool = True, recover: bool = False
+        ) -> None:
+            info = connection.connection.info
+            pending, prepared = info.pop(PENDING, None), info.pop(PREPARED, None)
+            if recover:
+                # Another connection's transaction: its writes are unknown here. The
+                # driver rolls back whatever this connection had open first.
+                everything: Pending = {ALL: None}
+                try:
+                    real_commit(connection, xid, is_prepared, recover)
+                except BaseException:
+                    self.commit(everything)
+                    raise
+                # Committed: the connection is idle, and the bus announces it alone.
+                self._ended(connection.connection.dbapi_connection, everything)
+                return
+            changes: Pending = prepared or {}
+            try:
+                if pending:  # one-phase commit of a transaction never prepared
+                    for table, pks in pending.items():
+                        _merge(changes, table, pks)
+                real_commit(connection, xid, is_prepared, recover)
+            finally:
+                # As in do_commit: also when the outcome is unknown.
+                if changes:
+                    self.commit(changes)
+
+        def do_rollback_twophase(
+            connection: Connection, xid: Any, is_prepared: bool = True, recover: bool = False
+        ) -> None:
+            info = connection.connection.info
+            info.pop(PENDING, None)
+            info.pop(PREPARED, None)
+            real_rollback(connection, xid, is_prepared, recover)
+
+        dialect.do_begin_twophase = do_begin_twophase  # type: ignore[method-assign]
+        dialect.do_prepare_twophase = do_prepare_twophase  # type: ignore[method-assign]
+        dialect.do_commit_twophase = do_commit_twophase  # type: ignore[method-assign]
+        dialect.do_rollback_twophase = do_rollback_twophase  # type: ignore[method-assign]
 
     def publish(self, dbapi: Any, pending: Pending) -> None:
         """Hand ``pending`` to ``before_commit``, inside the transaction about to commit."""
@@ -235,6 +329,13 @@ def _state(connection: PoolProxiedConnection) -> dict[Any, Any] | None:
         return connection.info
     except NotImplementedError:
         return None
+
+
+def _may_write(context: Any, statement: str, conn: Connection) -> bool:
+    """Whether a compiled statement that returns rows may have written something."""
+    if context.isinsert or context.isupdate or context.isdelete:
+        return True
+    return bool(context.is_text and writes_of(statement, None, None, conn.dialect.name))
 
 
 def _merge(pending: Pending, table: str, pks: set[tuple[Any, ...]] | None) -> None:

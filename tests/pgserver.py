@@ -140,6 +140,8 @@ class ThrowawayCluster:
     root: Path | None = None
     user: str | None = None
     running: bool = False
+    #: More server options (``-c name=value ...``), e.g. for settings a test needs.
+    options: str = ""
 
     @property
     def datadir(self) -> Path:
@@ -199,7 +201,8 @@ class ThrowawayCluster:
             )  # fmt: skip
             server_options = (
                 f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
-                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+                f"{self.options}"
             )
             # -l: the server must not inherit our pipes, or capturing pg_ctl's output
             # would wait for the server to exit.

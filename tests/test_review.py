@@ -187,22 +187,30 @@ def test_sqlite_savepoint_released_then_outer_rollback(
     assert sqlite_users.get(3).name == _stored(sqlite_db, 3).name
 
 
-def test_sqlite_autocommit_returning_commits_after_the_invalidation(
-    sqlite_db: dal.Database, sqlite_users: Users
+@pytest.mark.parametrize("driver_sql", [False, True], ids=["core", "driver-sql"])
+def test_sqlite_autocommit_returning_is_invalidated_when_it_commits(
+    sqlite_db: dal.Database, sqlite_users: Users, driver_sql: bool
 ) -> None:
+    # SQLite commits an autocommit write with RETURNING once its rows are read to
+    # the end; dal reads them at once, so the commit and the invalidation follow
+    # the execute, whenever (if ever) the caller reads the rows.
     autocommit = sqlite_db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
     with autocommit as conn:
-        result = conn.execute(
-            update(users_table)
-            .where(users_table.c.id == 2)
-            .values(name="returned")
-            .returning(users_table.c.name)
-        )
-        assert sqlite_users.get(2).name == "user2"  # not committed yet: the old row
+        if driver_sql:
+            result = conn.exec_driver_sql(
+                "UPDATE users SET name = 'returned' WHERE id = 2 RETURNING name"
+            )
+        else:
+            result = conn.execute(
+                update(users_table)
+                .where(users_table.c.id == 2)
+                .values(name="returned")
+                .returning(users_table.c.name)
+            )
+        assert _stored(sqlite_db, 2).name == "returned"  # committed, rows not read yet
+        assert sqlite_users.get(2).name == "returned"
         assert result.all() == [("returned",)]
-
-    assert _stored(sqlite_db, 2).name == "returned"
-    assert sqlite_users.get(2).name == "returned"
+        assert sqlite_users.get(2).name == "returned"
 
 
 def test_sqlite_executemany_that_fails_part_way_then_commits(
