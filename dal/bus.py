@@ -71,26 +71,28 @@ class Bus:
     #: Bounds of the reconnect backoff, in seconds (doubling from the first).
     backoff_min = 0.05
     backoff_max = 5.0
-    #: How long ``start`` waits for the first LISTEN before returning anyway.
-    start_timeout = 10.0
     #: How long ``stop`` waits for the thread (a connect may be in progress).
     stop_timeout = 15.0
 
-    def __init__(self, connect: Callable[[], Any], store: Store) -> None:
+    def __init__(
+        self, connect: Callable[[], Any], store: Store, redact: Callable[[str], str] = str
+    ) -> None:
         #: Marks this Database's messages, so its listener skips only those.
         self.sender = uuid.uuid4().hex
         #: Called in the listener thread with each message applied (benchmarks, tests).
         self.observer: Callable[[Message], None] | None = None
         self._connect = connect
         self._store = store
+        self._redact = redact  # the URL's password, if a driver message quotes it
         #: Names (no schema) of tables with dal's triggers: these get a checked NOTIFY.
         self._covered: frozenset[str] = frozenset()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._attempted = threading.Event()
+        self._listening = threading.Event()
         self._thread: threading.Thread | None = None
         self._wake_r, self._wake_w = socket.socketpair()
         self._conn: Any = None
+        self._connecting = False  # the listener thread is inside a connect
         self._ever_listened = False
         #: Whether this outage was logged as a WARNING (its end is then logged as INFO).
         self._warned = False
@@ -104,28 +106,34 @@ class Bus:
 
     # -- lifecycle ----------------------------------------------------------------
 
-    def start(self, wait: bool = True) -> None:
-        """Pause caching and start listening; waits (bounded) for the first LISTEN.
+    def start(self) -> None:
+        """Pause caching and start listening in the background; returns at once.
 
-        Caching starts paused: a write committed before LISTEN is in place would
-        reach no one.
+        Caching starts paused, and resumes when LISTEN is in place: a write committed
+        before would reach no one. So an unreachable server costs the caller no wait
+        (a connect can take ``connect_timeout``), only uncached reads meanwhile.
         """
         self._store.pause(PAUSED)
         self._stopping.clear()
-        self._attempted.clear()
+        self._listening.clear()
         self.state = "connecting"
         self._thread = threading.Thread(target=self._run, name="dal-bus-listener", daemon=True)
         self._thread.start()
-        if wait:
-            self._attempted.wait(self.start_timeout)
+
+    def wait_listening(self, timeout: float | None = None) -> bool:
+        """Wait until LISTEN is in place (caching on); False if ``timeout`` passed first."""
+        return self._listening.wait(timeout)
 
     def stop(self) -> None:
         """Stop the listener and close its connection; caching stays paused."""
         self._store.pause(PAUSED)
+        self._listening.clear()
         self._stopping.set()
         self._wake()
         thread, self._thread = self._thread, None
-        if thread is not None and thread is not threading.current_thread():
+        # A connect in progress cannot be interrupted (it may take connect_timeout):
+        # leave it, the thread closes what it opens once it sees _stopping.
+        if thread is not None and thread is not threading.current_thread() and not self._connecting:
             thread.join(self.stop_timeout)
         self._wake_r.close()
         self._wake_w.close()
@@ -203,7 +211,6 @@ class Bus:
         delay = self.backoff_min
         while not self._stopping.is_set():
             conn = self._open()
-            self._attempted.set()
             if conn is None:
                 # Event.wait, not sleep: stop() interrupts the backoff.
                 self._stopping.wait(delay)
@@ -223,7 +230,11 @@ class Bus:
         """A listening connection, with caching resumed; None if it failed."""
         conn = None
         try:
-            conn = self._connect()
+            self._connecting = True
+            try:
+                conn = self._connect()
+            finally:
+                self._connecting = False
             conn.autocommit = True
             # Before LISTEN: a message that arrives during the queries below must stay.
             conn.notifies = collections.deque()
@@ -232,7 +243,8 @@ class Bus:
                 covered = triggers.covered(cursor)
         except Exception as exc:  # unreachable, refused, bad password: retry
             self._error(exc)
-            self._warn("cannot listen")
+            if not self._stopping.is_set():  # an abandoned connect after close(): quiet
+                self._warn("cannot listen")
             if conn is not None:
                 _close_quietly(conn)
             return None
@@ -249,6 +261,7 @@ class Bus:
             self.reconnects += 1
         self._ever_listened = True
         self.state = "listening"
+        self._listening.set()
         if self._warned:
             self._warned = False
             _log.info(
@@ -315,6 +328,7 @@ class Bus:
             return
         # Messages sent from now until LISTEN is back are lost: stop trusting the cache.
         self._store.pause(PAUSED)
+        self._listening.clear()
         self.state = "reconnecting"
         self._error(exc)
         self._warn("listener lost its connection")
@@ -332,7 +346,7 @@ class Bus:
 
     def _error(self, exc: BaseException) -> None:
         self.errors += 1
-        self.last_error = f"{type(exc).__name__}: {str(exc).strip()}"
+        self.last_error = self._redact(f"{type(exc).__name__}: {str(exc).strip()}")
 
     def _wake(self) -> None:
         # Already closed, or its buffer is full: either way the thread wakes.
@@ -354,12 +368,12 @@ class Bus:
         self.sender = uuid.uuid4().hex
         # Locks and events may have been held by threads that the child does not have.
         self._lock = threading.Lock()
-        self._stopping, self._attempted = threading.Event(), threading.Event()
+        self._stopping, self._listening = threading.Event(), threading.Event()
         self._wake_r.close()
         self._wake_w.close()
         self._wake_r, self._wake_w = socket.socketpair()
         self._ever_listened = False
-        self.start(wait=False)
+        self.start()
 
     # -- stats -------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from . import engine as engines
-from . import forks, reads
+from . import forks, reads, sessions
 from .cache import Store
 from .config import Settings, resolve_url
 from .errors import ConfigError, DatabaseClosed, PoolTimeout, refused_value, translate
@@ -90,6 +90,7 @@ class Database:
         # dispose() leaves a fresh pool behind: after close() it must open nothing.
         event.listen(self._engine, "do_connect", self._refuse_when_closed)
         event.listen(self._engine, "handle_error", refused_value)
+        sessions.track(self._sessions, self._engine, self._active)
         # After dal's own cursor-event listeners: they do not count as somebody watching.
         self._watch = reads.Watch(self._engine)
         #: The cross-process bus (invalidation="postgres"); it starts with caching paused.
@@ -97,7 +98,7 @@ class Database:
         if self.settings.invalidation == "postgres":
             from .bus import Bus, connector
 
-            self._bus = Bus(connector(self._engine), self._store)
+            self._bus = Bus(connector(self._engine), self._store, self.settings.redact)
             self._tracker.before_commit = self._bus.publish
             self._bus.start()
             # A Database dropped without close() must not leave its listener running.
@@ -117,8 +118,16 @@ class Database:
 
         Inside it, repository and cached-query reads of this context see the
         session's own uncommitted writes (they bypass the cache once it has written).
+        A ``session()`` inside another one of the same context joins it: it yields the
+        same Session inside a SAVEPOINT, which an error leaving the inner block rolls
+        back; only the outermost commits.
         """
         self._check_open()
+        outer = self._active.get()
+        if outer is not None:
+            with self._savepoint(outer):
+                yield outer
+            return
         session = self._sessions()
         token = self._active.set(session)
         with self._sessions_lock:
@@ -127,7 +136,7 @@ class Database:
             with self._boundary():
                 try:
                     yield session
-                    session.commit()
+                    session.commit()  # raises if a caught failure lost the transaction
                 except BaseException:
                     session.rollback()
                     raise
@@ -294,6 +303,30 @@ class Database:
         finally:
             pooled.close()
 
+    @contextmanager
+    def _savepoint(self, session: Session) -> Iterator[None]:
+        """A nested ``session()``: a SAVEPOINT in the outer one's transaction."""
+        with self._boundary():
+            connection = session.connection()
+            dbapi = connection.connection.dbapi_connection
+            if self.settings.backend == "sqlite" and not getattr(dbapi, "in_transaction", True):
+                # pysqlite begins only before a write: a SAVEPOINT would open the
+                # transaction itself, and its RELEASE would commit the outer's work.
+                connection.exec_driver_sql("BEGIN")
+            nested = session.begin_nested()
+            session.connection()  # sends the SAVEPOINT now, before the block's statements
+            state = sessions.state_of(session)
+            depth = state.savepoints if state is not None else 0
+            try:
+                yield
+                if state is not None:
+                    state.check(depth)  # a caught failure inside: roll back, and say so
+                nested.commit()
+            except BaseException:
+                if nested.is_active:
+                    nested.rollback()
+                raise
+
     def _refuse_when_closed(self, *args: Any) -> None:
         """``DialectEvents.do_connect``: no new connection once closed."""
         self._check_open()
@@ -318,6 +351,7 @@ class Database:
         session = self._active.get()
         with self._boundary():
             if session is not None:
+                session.flush()  # the caller's earlier changes first, in program order
                 return statement(session.connection())
             with self._engine.begin() as conn:
                 return statement(conn)
@@ -327,8 +361,7 @@ class Database:
         session = self._active.get()
         if session is None:
             return None
-        if session.new or session.dirty or session.deleted:
+        state = sessions.state_of(session)
+        if (state is not None and state.wrote) or session.new or session.dirty or session.deleted:
             return session
-        if not session.in_transaction():
-            return None
-        return session if self._tracker.pending(session.connection()) else None
+        return None

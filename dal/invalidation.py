@@ -143,6 +143,16 @@ class Tracker:
             pooled.info  # noqa: B018  (a connection without per-connection state: none)
         except Exception:
             return
+        options = context.connection.get_execution_options()
+        if (
+            context.is_disconnect
+            and context.execution_context is not None
+            and options.get("isolation_level") != "AUTOCOMMIT"
+        ):
+            # A statement met a dead connection inside its transaction: the server
+            # rolled that back, so nothing the transaction wrote committed.
+            pooled.info.pop(PENDING, None)
+            return
         writes = failed_writes_of(context.execution_context, context.dialect.name)
         if writes:
             # The transaction may be aborted: no catalog questions on it.

@@ -413,14 +413,15 @@ class Repository(Generic[T]):
         return tuple(self._make(row) for row in rows)
 
     def _in_session(self, session: Session, read: Any) -> Any:
+        from_instance = self._parts.records.from_instance
+        # Converting may load expired attributes: that SQL is translated too.
         with self._db._boundary():
             found = read(session)
-        from_instance = self._parts.records.from_instance
-        if found is None:
-            return None
-        if isinstance(found, list):
-            return [from_instance(obj) for obj in found]
-        return from_instance(found)
+            if found is None:
+                return None
+            if isinstance(found, list):
+                return [from_instance(obj) for obj in found]
+            return from_instance(found)
 
     def _refuse_graph(self, loaded: Mapping[str, Any]) -> None:
         """add() writes one row: related objects would be dropped silently, so refuse."""

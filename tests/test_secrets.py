@@ -110,6 +110,8 @@ def test_a_refused_connection_hides_the_password(postgres_url: str, closed_port:
         return list(session.scalars(select(User.name)))
 
     calls: dict[str, Callable[[], Any]] = {
+        "get": lambda: users.get(1),
+        "get_many": lambda: users.get_many([1, 2]),
         "find": lambda: users.find(name="A"),
         "add": lambda: users.add(email="a@example.com", name="A"),
         "update": lambda: users.update(1, name="B"),

@@ -86,6 +86,8 @@ def _measure(env: Env, keys: list[int], first_version: int) -> Sample:
         items = _items(db)
         watch = _Watch(db)
         _answer(pipe, writer)  # B is ready
+        if not db._bus.wait_listening(_TIMEOUT_S):  # A's cache is on only once it listens
+            raise RuntimeError(f"A's listener was not listening within {_TIMEOUT_S} s")
         latencies: list[int] = []
         stale = 0
         started = time.perf_counter_ns()
