@@ -184,6 +184,7 @@ BACKEND_URLS = {"sqlite": "sqlite_url", "postgres": "postgres_url", "mysql": "my
     params=[
         "sqlite",
         pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("mysql", marks=pytest.mark.mysql),
     ],
 )
 def db_url(request: pytest.FixtureRequest) -> str:

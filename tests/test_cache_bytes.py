@@ -33,6 +33,10 @@ def make_bounded(
 ) -> Callable[[int], dal.Database]:
     """Makes Databases bounded by bytes (not by entries), over ROWS users."""
     with db.engine.begin() as conn:
+        if conn.dialect.name == "mysql":  # id 0 is a row here, not "the next AUTO_INCREMENT"
+            conn.exec_driver_sql(
+                "SET SESSION sql_mode = CONCAT(@@sql_mode, ',NO_AUTO_VALUE_ON_ZERO')"
+            )
         conn.execute(
             User.__table__.insert(),
             [

@@ -296,6 +296,7 @@ def test_composite_key_crud(db: dal.Database, statements: StatementLog) -> None:
     tags = Tags(db)
     tags.add(kind="color", name="red", label="Red")
     tags.add(kind="color", name="blue", label="Blue")
+    tags.get(("color", "warm-up"))  # MySQL reads the key collations once, at the first lookup
     statements.clear()
 
     assert tags.get(("color", "red")).label == "Red"
