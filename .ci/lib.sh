@@ -39,6 +39,43 @@ install() {
         true
 }
 
+# Steps started by `alongside`: their names, process ids and log files.
+side_names=()
+side_pids=()
+side_logs=()
+
+# Runs "$@" as a named step in a background subshell, its output kept in a file; the
+# tests are mostly waiting on servers, so two suites side by side take little longer
+# than one. `join` waits for them and prints their output.
+alongside() {
+    local name=$1
+    shift
+    local log
+    log=$(mktemp)
+    ("$@") >"$log" 2>&1 &
+    side_names+=("$name")
+    side_pids+=("$!")
+    side_logs+=("$log")
+}
+
+join() {
+    local i status
+    for i in "${!side_pids[@]}"; do
+        status=0
+        wait "${side_pids[$i]}" || status=$?
+        echo "== ${side_names[$i]} (ran alongside)"
+        cat "${side_logs[$i]}"
+        rm -f "${side_logs[$i]}"
+        if [ "$status" -ne 0 ]; then
+            echo "${side_names[$i]}: failed (exit $status)"
+            failed+=("${side_names[$i]}")
+        fi
+    done
+    side_names=()
+    side_pids=()
+    side_logs=()
+}
+
 # The run's verdict: lists the failed steps and returns 1 if there are any.
 verdict() {
     if [ "${#failed[@]}" -ne 0 ]; then

@@ -57,7 +57,8 @@ def describe_run(config: Config, *, timer_overhead_ns: int, server: str) -> dict
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
         "versions": {
-            name: _version(name) for name in ("dal", "SQLAlchemy", "cachetools", "dogpile.cache")
+            name: _version(name)
+            for name in ("sqlalchemy-dal", "SQLAlchemy", "cachetools", "dogpile.cache")
         },
         "timer_overhead_ns": timer_overhead_ns,
         "definitions": DEFINITIONS,

@@ -101,6 +101,6 @@ def instrument(
 
 def _version() -> str | None:
     try:
-        return metadata.version("dal")
+        return metadata.version("sqlalchemy-dal")
     except metadata.PackageNotFoundError:
         return None

@@ -50,12 +50,31 @@ def test_a_failed_step_fails_the_run_but_the_later_steps_still_run(tmp_path: Pat
     assert "failed: lint" in done.stdout and "failed: Test" not in done.stdout
 
 
+def test_a_step_run_alongside_counts_and_its_output_is_shown(tmp_path: Path) -> None:
+    script = (
+        'alongside "side" bash -c "echo side says hi; exit 3"\n'
+        'alongside "other" tests\n'
+        'step "main" true\n'
+        "join\n"
+        "verdict"
+    )
+    done = ci(script, tmp_path, pytest_exit=5)
+    assert done.returncode == 1
+    assert "side says hi" in done.stdout and "side: failed (exit 3)" in done.stdout
+    assert "collected no tests" in done.stdout and "other: failed" in done.stdout
+    assert "failed: main" not in done.stdout
+
+
 def test_ci_lints_type_checks_and_tests_twice() -> None:
     run = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     for command in ("ruff check .", "ruff format --check .", "mypy", "tests"):
         assert re.search(rf'^step "[^"]+" {re.escape(command)}$', run, re.M), command
     assert "install .venv-lowest -c .ci/lowest.txt" in run
-    assert run.rstrip().endswith("verdict")
+    assert re.search(r'^alongside "[^"]+" lowest$', run, re.M)
+    lines = run.splitlines()
+    # The side run is waited for before the verdict, which is the last word.
+    assert lines.index('step "Test" tests') < lines.index("join") < lines.index("verdict")
+    assert lines[-1] == "verdict"
 
 
 def _version(text: str) -> tuple[int, ...]:
