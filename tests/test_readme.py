@@ -11,7 +11,8 @@ from pathlib import Path
 README = Path(__file__).parent.parent / "README.md"
 
 
-def _quickstart() -> str:
+def quickstart() -> str:
+    """The python block of README's Quickstart."""
     text = README.read_text()
     section = text.split("## Quickstart\n", 1)[1]
     match = re.search(r"```python\n(.*?)```", section, flags=re.S)
@@ -21,7 +22,7 @@ def _quickstart() -> str:
 
 def test_the_quickstart_runs_as_pasted_and_again(tmp_path: Path) -> None:
     script = tmp_path / "quickstart.py"
-    script.write_text(_quickstart())
+    script.write_text(quickstart())
     env = {k: v for k, v in os.environ.items() if k != "DAL_DATABASE_URL"}
 
     for run in (1, 2):  # the second run meets the first one's rows

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_readme import quickstart
+
 PROGRAMS = Path(__file__).parent / "typed"
 CONFIG = """\
 [mypy]
@@ -29,6 +31,7 @@ def mypy_output(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]
     """mypy's messages per checked file, from one run over the typed programs."""
     root = tmp_path_factory.mktemp("typed")
     shutil.copytree(PROGRAMS, root / "typed")
+    (root / "typed" / "quickstart.py").write_text(quickstart())
     (root / "mypy.ini").write_text(CONFIG)
     # Outside the repository: dal must come from the installed distribution.
     done = subprocess.run(
@@ -49,6 +52,7 @@ def mypy_output(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]
 def test_a_program_that_uses_dal_as_documented_is_clean(mypy_output: dict[str, list[str]]) -> None:
     assert mypy_output.get("clean.py", []) == []
     assert mypy_output.get("models.py", []) == []
+    assert mypy_output.get("quickstart.py", []) == []  # README's, as pasted
 
 
 def test_each_mistake_is_reported_where_it_is(mypy_output: dict[str, list[str]]) -> None:
