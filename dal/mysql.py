@@ -69,7 +69,7 @@ def require_pymysql() -> None:
     except ImportError as exc:
         raise ConfigError(
             "mysql+pymysql URLs need the PyMySQL package, which is not installed: "
-            "pip install 'dal[mysql]'"
+            "pip install 'sqlalchemy-dal[mysql]'"
         ) from exc
 
 

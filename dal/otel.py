@@ -1,4 +1,4 @@
-"""OpenTelemetry export of dal's counters and gauges (``pip install dal[otel]``).
+"""OpenTelemetry export of dal's counters and gauges (``pip install sqlalchemy-dal[otel]``).
 
 ``instrument(db)`` registers observable instruments on a meter of the given (or the
 global) meter provider; the SDK calls them at each collection, so nothing runs on

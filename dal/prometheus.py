@@ -1,4 +1,4 @@
-"""Prometheus export of dal's counters and gauges (``pip install dal[prometheus]``).
+"""Prometheus export of dal's counters and gauges (``pip install sqlalchemy-dal[prometheus]``).
 
 ``DalCollector(db)`` registers with ``prometheus_client``'s global registry (or the
 ``registry=`` given) and reads ``db.stats()`` at each scrape: nothing runs on dal's
