@@ -22,7 +22,7 @@ from sqlalchemy import URL, create_engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from . import triggers
+from .bus import triggers
 from .config import resolve_url
 from .errors import ConfigError, DalError
 

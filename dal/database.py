@@ -14,13 +14,15 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from . import engine as engines
-from . import forks, reads, sessions
-from .cache import Store
+from . import sessions
 from .config import Settings, resolve_url
+from .drivers import engine as engines
+from .drivers import reads
+from .drivers.pkread import PkRead
 from .errors import ConfigError, DatabaseClosed, PoolTimeout, refused_value, translate
-from .invalidation import Tracker
-from .pkread import PkRead
+from .store import forks
+from .store.cache import Store
+from .tracking.invalidation import Tracker
 
 if TYPE_CHECKING:
     from .bus import Bus
@@ -149,7 +151,7 @@ class Database:
     def install_triggers(self, *models: Any) -> None:
         """PostgreSQL: make writes by any client to these tables invalidate every dal cache.
 
-        Takes models, Tables or table names; idempotent. See ``dal.triggers``.
+        Takes models, Tables or table names; idempotent. See ``dal.bus.triggers``.
         """
         self._change_triggers(models, install=True)
 
@@ -205,7 +207,7 @@ class Database:
         return f"<dal.Database {url!r} cache_size={self.settings.cache_size}{state}>"
 
     def _after_fork(self) -> None:
-        """In a forked child (``dal.forks``): fresh locks, an empty cache, the pool's
+        """In a forked child (``dal.store.forks``): fresh locks, an empty cache, the pool's
         connections left to the parent, and the bus listening again if it was on."""
         self._sessions_lock = threading.Lock()
         self._tracker.relations._lock = threading.Lock()
@@ -224,7 +226,7 @@ class Database:
         self._check_open()
         if self.settings.backend != "postgresql":
             raise ConfigError(f"triggers need a PostgreSQL database, not {self.settings.backend!r}")
-        from . import triggers
+        from .bus import triggers
 
         sender = "admin" if self._bus is None else self._bus.sender
         with self._boundary():

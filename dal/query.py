@@ -12,12 +12,12 @@ from sqlalchemy import Connection, Table
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Query, Session
 
-from . import catalog
 from .database import Database
 from .errors import ConfigError
 from .frozen import freeze, thaw
-from .keys import ArgumentKey, table_key
 from .repository import _DEFAULT, CacheInfo
+from .store.keys import ArgumentKey, table_key
+from .tracking import catalog
 
 __all__ = ["CachedQuery", "cached_query"]
 

@@ -24,14 +24,14 @@ from sqlalchemy import (
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
 
-from . import catalog
-from .cache import Namespace
 from .database import Database
+from .drivers.pkread import MAX_KEYS, PkRead
 from .errors import ConfigError, InvalidArgument, NotFoundError
 from .filters import Filters, Query
-from .keys import PrimaryKey, table_key
-from .pkread import MAX_KEYS, PkRead
 from .records import Record, RecordType, record_type
+from .store.cache import Namespace
+from .store.keys import PrimaryKey, table_key
+from .tracking import catalog
 
 __all__ = ["CacheInfo", "Repository"]
 

@@ -25,7 +25,7 @@ from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from .errors import DatabaseError
-from .statements import writes_of
+from .tracking.statements import writes_of
 
 __all__ = ["SessionState", "expire_loaded", "state_of", "track"]
 

@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session
 
 import dal
 from dal.bus import Bus
-from dal.cache import Store
-from dal.messages import CHANNEL, Message
+from dal.bus.messages import CHANNEL, Message
+from dal.store.cache import Store
 from tests import pgserver
 from tests.models import Order, Orders, Tags, User, Users
 from tests.waiting import wait_until
@@ -453,7 +453,7 @@ def test_a_database_without_the_option_has_no_bus(pg_db: dal.Database) -> None:
 
 def test_importing_dal_starts_nothing() -> None:
     code = (
-        "import threading, dal, dal.bus, dal.triggers, dal.__main__; "
+        "import threading, dal, dal.bus, dal.bus.triggers, dal.__main__; "
         "assert threading.active_count() == 1, threading.enumerate()"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -9,8 +9,8 @@ from decimal import Decimal
 
 import pytest
 
-from dal.messages import MAX_PAYLOAD, BadMessage, decode, encode, encode_control
-from dal.statements import ALL, NEW_ROWS
+from dal.bus.messages import MAX_PAYLOAD, BadMessage, decode, encode, encode_control
+from dal.tracking.statements import ALL, NEW_ROWS
 
 
 def roundtrip(pending: dict[str, set[tuple[object, ...]] | None]) -> dict[str, object]:

@@ -18,7 +18,7 @@ from sqlalchemy import Column, Date, MetaData, String, Table, create_engine, upd
 from sqlalchemy.pool import NullPool
 
 import dal
-from dal.triggers import FUNCTION, TRIGGERS
+from dal.bus.triggers import FUNCTION, TRIGGERS
 from tests.models import Order, Tag, User
 from tests.test_bus import (
     MakeDb,

@@ -142,7 +142,7 @@ def test_find_keys_with_large_arguments_stay_within_cache_bytes(bounded: dal.Dat
 def test_bytes_are_counted_when_filling_never_on_a_hit(
     bounded: dal.Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from dal import cache
+    from dal.store import cache
 
     counted: list[Any] = []
     real = cache.entry_size
@@ -163,7 +163,7 @@ def test_bytes_are_counted_when_filling_never_on_a_hit(
 def test_without_cache_bytes_nothing_is_counted(
     db: dal.Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from dal import cache
+    from dal.store import cache
 
     monkeypatch.setattr(cache, "entry_size", lambda *a: pytest.fail("counted"))
     Users(db).get(1)

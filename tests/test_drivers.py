@@ -12,7 +12,7 @@ from sqlalchemy import create_engine, text, update
 
 import dal
 from dal import config, drivers
-from dal.engine import driver_of
+from dal.drivers.engine import driver_of
 from tests.models import User, Users
 
 

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import insert
 
 import dal
-from dal.pkread import MAX_KEYS
+from dal.drivers.pkread import MAX_KEYS
 from tests.models import Tags, User, Users
 from tests.sqllog import StatementLog
 

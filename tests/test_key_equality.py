@@ -19,7 +19,7 @@ from sqlalchemy.pool import NullPool
 
 import dal
 from dal.errors import UncacheableArgument
-from dal.keys import PrimaryKey, fold_for
+from dal.store.keys import PrimaryKey, fold_for
 from tests.sqllog import StatementLog
 
 

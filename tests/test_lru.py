@@ -18,7 +18,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 import dal
-from dal import cache, lru
+from dal.store import cache, lru
 from tests.models import Orders, User, Users
 from tests.sqllog import StatementLog
 

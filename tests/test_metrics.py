@@ -14,8 +14,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 import dal
-from dal.otel import instrument
-from dal.prometheus import DalCollector
+from dal.export.otel import instrument
+from dal.export.prometheus import DalCollector
 from tests.models import Users
 from tests.test_bus import seed
 
@@ -256,7 +256,8 @@ def test_importing_dal_imports_neither_exporter() -> None:
     code = (
         "import sys, dal; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('prometheus_client', 'opentelemetry') or m in ('dal.prometheus', 'dal.otel')))"
+        "('prometheus_client', 'opentelemetry')"
+        " or m in ('dal.export.prometheus', 'dal.export.otel')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -17,7 +17,7 @@ from sqlalchemy import insert, select, text, update
 from sqlalchemy.engine import make_url
 
 import dal
-from dal import mysql as mysql_backend
+from dal.drivers import mysql as mysql_backend
 from tests import mysqlserver
 from tests.models import User, Users
 from tests.sqllog import StatementLog

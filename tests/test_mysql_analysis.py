@@ -19,10 +19,10 @@ import pytest
 from sqlalchemy import Column, Connection, MetaData, String, Table, create_engine, text
 from sqlalchemy.pool import NullPool
 
-from dal import catalog
-from dal.keys import PrimaryKey
-from dal.relations import Relations
-from dal.statements import ALL, writes_of
+from dal.store.keys import PrimaryKey
+from dal.tracking import catalog
+from dal.tracking.relations import Relations
+from dal.tracking.statements import ALL, writes_of
 
 TABLES = ("parents", "children", "notes", "audit", "others")
 SCHEMA = [

@@ -1,5 +1,5 @@
-"""What text SQL writes, read off the statement itself (unit tests of ``dal.sqltext`` and
-of ``dal.statements`` on each dialect's compiler, MySQL's included).
+"""What text SQL writes, read off the statement itself (unit tests of ``dal.tracking.sqltext`` and
+of ``dal.tracking.statements`` on each dialect's compiler, MySQL's included).
 
 Every table a statement writes must be named, whether or not any cache knows it: the
 bus carries these names to processes that may cache other tables.
@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import Column, ForeignKey, Integer, MetaData, String, Table, delete, insert, update
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
-from dal import sqltext
-from dal.statements import ALL, writes_of
+from dal.tracking import sqltext
+from dal.tracking.statements import ALL, writes_of
 
 EVERYTHING = [(ALL, "other")]
 

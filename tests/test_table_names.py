@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import text
 
 import dal
-from dal.keys import table_key
+from dal.store.keys import table_key
 from tests.models import Tags, User, Users
 from tests.sqllog import StatementLog
 from tests.test_bus import make_bus_db

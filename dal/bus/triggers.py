@@ -3,7 +3,7 @@
 One plpgsql function and, per table, statement-level AFTER INSERT / UPDATE /
 DELETE triggers with transition tables plus an AFTER TRUNCATE trigger. A
 statement sends one message with the primary keys it touched (old and new keys
-for an UPDATE), aggregated in SQL, in the format of ``dal.messages``; past
+for an UPDATE), aggregated in SQL, in the format of ``dal.bus.messages``; past
 ``MAX_KEYS`` keys or the payload limit it names the whole table. Row-level
 triggers would send one message per row of a bulk statement.
 
@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import Engine, Table
 from sqlalchemy import inspect as sa_inspect
 
-from .errors import ConfigError, DatabaseError
+from ..errors import ConfigError, DatabaseError
 from .messages import CHANNEL, MAX_PAYLOAD, encode_control
 
 __all__ = [

@@ -3,7 +3,7 @@
 A write reaches further than the table it names when the database acts on it: a
 trigger writes elsewhere, a view's rows are its base tables' rows, a foreign key's
 ``ON DELETE CASCADE`` empties referencing rows. These queries ask the catalog, once
-per table (``dal.relations`` remembers the answers), on the writer's own connection
+per table (``dal.tracking.relations`` remembers the answers), on the writer's own connection
 so that they see its transaction's DDL too. dal's own bus triggers are not counted.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
-from .keys import table_key
+from ..store.keys import table_key
 from .sqltext import names_in
 
 __all__ = ["Info", "collations", "learn", "table_names"]

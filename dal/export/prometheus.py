@@ -6,7 +6,7 @@ read or write paths. Names: ``dal_cache_requests_total{database, namespace,
 result="hit"|"miss"}``, ``dal_cache_loads_total``, ``dal_cache_entries``,
 ``dal_cache_stale_fills_prevented_total``, ``dal_cache_evictions_total``,
 ``dal_cache_invalidations_total``, ``dal_pool_checked_out``, ``dal_pool_overflow``,
-... (see ``dal.metrics``).
+... (see ``dal.export.metrics``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from prometheus_client.registry import Collector
 from . import metrics
 
 if TYPE_CHECKING:
-    from .database import Database
+    from ..database import Database
 
 __all__ = ["DalCollector"]
 

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Column
 from sqlalchemy.types import CHAR, NCHAR, String
 
-from .errors import UncacheableArgument
+from ..errors import UncacheableArgument
 
 __all__ = ["ArgumentKey", "PrimaryKey", "fold_for", "table_key"]
 

@@ -4,7 +4,7 @@
 global) meter provider; the SDK calls them at each collection, so nothing runs on
 dal's read or write paths. Names are ``dal.cache.requests`` (attributes
 ``database``, ``namespace``, ``result``), ``dal.cache.entries``,
-``dal.pool.checked_out``, ... (see ``dal.metrics``); counters are observable
+``dal.pool.checked_out``, ... (see ``dal.export.metrics``); counters are observable
 counters, gauges observable gauges.
 """
 
@@ -27,7 +27,7 @@ from opentelemetry.metrics import (
 from . import metrics
 
 if TYPE_CHECKING:
-    from .database import Database
+    from ..database import Database
 
 __all__ = ["Instruments", "instrument"]
 

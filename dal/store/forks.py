@@ -35,7 +35,8 @@ def watch(database: _Forkable) -> None:
 
 
 def _in_child() -> None:
-    from . import records, statements
+    from .. import records
+    from ..tracking import statements
 
     # Module-level locks of dal, held for a moment on first use of a model or a
     # statement shape: a thread of the parent may have been inside.

@@ -1,7 +1,7 @@
 """The raw read path's parts: a pooled DBAPI connection, its errors, and who is watching.
 
 A primary-key miss runs its compiled SELECT straight on a pooled DBAPI cursor
-(``dal.pkread``): SQLAlchemy Core spends more than the query itself around it. That
+(``dal.drivers.pkread``): SQLAlchemy Core spends more than the query itself around it. That
 fast path must still behave as Core would: connect errors and statement errors are
 wrapped as Core wraps them, and a disconnect discards every pooled connection older
 than it, as Core's ``_handle_dbapi_exception`` does, so a retry never meets another

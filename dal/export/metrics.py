@@ -1,7 +1,7 @@
 """What dal exports as metrics: one table of names, kinds and meanings, read from ``stats()``.
 
-``dal.prometheus`` and ``dal.otel`` turn the same readings into their own types, so the
-two exports never disagree on a name or a kind. Counters only grow (for the life of a
+``dal.export.prometheus`` and ``dal.export.otel`` turn the same readings into their own
+types, so the two exports never disagree on a name or a kind. Counters only grow (for the life of a
 ``Database``) and gauges go up and down. Labels are the database's name, and for
 per-namespace figures the namespace (a repository's ``Users.get`` / ``Users.find``, a
 cached function's qualified name): never a key or an argument, whose number is unbounded.
@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from .database import Database
+    from ..database import Database
 
 __all__ = ["Metric", "Sample", "databases_by_name", "read"]
 

@@ -14,7 +14,7 @@ import re
 import threading
 from typing import NamedTuple
 
-from .keys import table_key
+from ..store.keys import table_key
 
 __all__ = ["TextWrites", "analyse", "names_in"]
 

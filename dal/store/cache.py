@@ -17,11 +17,11 @@ from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
 from time import monotonic  # read at call time: freezegun replaces this global
 from typing import Any
 
-from .errors import DalError, UncacheableArgument
+from ..errors import DalError, UncacheableArgument
+from ..tracking.statements import ALL, NEW_ROWS
 from .keys import PrimaryKey
 from .lru import LRU, Key, Slot, hit_order
 from .sizes import entry_size
-from .statements import ALL, NEW_ROWS
 
 __all__ = ["MISSING", "Changes", "Namespace", "Store"]
 

@@ -28,12 +28,12 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-    from .config import Settings
+    from ..config import Settings
 
 __all__ = [
     "MIN_MARIADB",

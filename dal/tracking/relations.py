@@ -5,7 +5,7 @@ foreign keys change referencing rows, ``TRUNCATE ... CASCADE`` empties referenci
 tables whatever their actions, a write through a view writes its base tables, a view's
 rows change with its base tables, and a user trigger may write anything (so a write
 to a table with user triggers for that event invalidates every table). Models'
-MetaData tell the foreign keys they declare; the database's catalog (``dal.catalog``)
+MetaData tell the foreign keys they declare; the database's catalog (``dal.tracking.catalog``)
 tells the rest, asked once per table on the writer's connection and remembered for
 ``CATALOG_TTL`` seconds, or until dal sees DDL.
 """
@@ -18,8 +18,8 @@ from typing import Any
 
 from sqlalchemy import Connection, MetaData, Table
 
+from ..store.keys import table_key
 from . import catalog
-from .keys import table_key
 from .statements import ALL, SCHEMA, Write
 
 __all__ = ["CATALOG_TTL", "Relations"]

@@ -22,14 +22,14 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 
+from ..errors import ConfigError
 from . import mysql
-from .errors import ConfigError
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Dialect, Engine
     from sqlalchemy.pool import PoolProxiedConnection
 
-    from .config import Settings
+    from ..config import Settings
 
 __all__ = ["DRIVERS", "Driver", "default_driver", "lookup", "sqlite_pragmas", "supported"]
 
@@ -184,7 +184,7 @@ POSTGRESQL_PSYCOPG2 = Driver(
 )
 
 
-# -- MySQL / MariaDB (PyMySQL): see dal.mysql ------------------------------------------
+# -- MySQL / MariaDB (PyMySQL): see dal.drivers.mysql ------------------------------------------
 
 # mysqlclient (mysql+mysqldb) has no entry: it exposes the server's autocommit flag but
 # not its in-transaction flag, and without that probe a write in autocommit could not

@@ -3,12 +3,12 @@
 Every write reaches the database through a Connection, whether it came from an ORM
 flush, a Core statement or text, so this one analysis serves all of them. A compiled
 statement is analysed once (its *shape*, cached with it); each execution then only
-reads its parameters. Text is read by ``dal.sqltext`` (cached per statement text).
+reads its parameters. Text is read by ``dal.tracking.sqltext`` (cached per statement text).
 Where the rows cannot be known exactly, the answer is the whole table (``None``), and
 where not even the tables can, every table (``ALL``): over-invalidating costs a
 reload, under-invalidating would serve stale data. Tables are named by
 ``keys.table_key``. What the database changes beyond the named tables (foreign-key
-actions, views, triggers) is added by ``dal.relations``.
+actions, views, triggers) is added by ``dal.tracking.relations``.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from sqlalchemy.sql.elements import (
 )
 from sqlalchemy.sql.selectable import Join
 
+from ..store.keys import table_key
 from . import sqltext
-from .keys import table_key
 
 __all__ = ["ALL", "NEW_ROWS", "SCHEMA", "Write", "failed_writes_of", "writes_of"]
 

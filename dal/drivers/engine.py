@@ -7,10 +7,9 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.pool import QueuePool
 
-from . import drivers
-from .config import Settings
-from .drivers import Driver
-from .invalidation import Tracker
+from ..config import Settings
+from ..tracking.invalidation import Tracker
+from . import Driver, lookup
 
 __all__ = ["PoolCounters", "create", "driver_of"]
 
@@ -32,7 +31,7 @@ class PoolCounters:
 
 def driver_of(settings: Settings) -> Driver:
     """The driver entry for the settings' URL (``resolve_url`` admitted only known ones)."""
-    entry = drivers.lookup(settings.backend, settings.url.get_driver_name())
+    entry = lookup(settings.backend, settings.url.get_driver_name())
     assert entry is not None, settings.url.drivername
     return entry
 

@@ -22,8 +22,8 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from .invalidation import Pending
-from .statements import ALL, NEW_ROWS
+from ..tracking.invalidation import Pending
+from ..tracking.statements import ALL, NEW_ROWS
 
 __all__ = ["CHANNEL", "MAX_PAYLOAD", "Message", "decode", "encode", "encode_control"]
 

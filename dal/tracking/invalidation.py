@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, Table
 from sqlalchemy.engine.cursor import FullyBufferedCursorFetchStrategy
 
-from .cache import Store
-from .errors import ConfigError
+from ..errors import ConfigError
+from ..store.cache import Store
 from .relations import Relations, lookup_connection
 from .statements import ALL, Write, failed_writes_of, table_of, writes_of
 
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Dialect
     from sqlalchemy.pool import PoolProxiedConnection
 
-    from .drivers import Driver
+    from ..drivers import Driver
 
 __all__ = ["PENDING", "Pending", "Tracker"]
 

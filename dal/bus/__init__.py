@@ -26,12 +26,12 @@ from typing import Any
 from psycopg2.extensions import STATUS_READY, TRANSACTION_STATUS_INERROR
 from sqlalchemy import Engine
 
+from ..store.cache import Store
+from ..store.keys import table_key
+from ..tracking.invalidation import Pending
+from ..tracking.statements import ALL
 from . import triggers
-from .cache import Store
-from .invalidation import Pending
-from .keys import table_key
 from .messages import CHANNEL, BadMessage, Message, decode, encode
-from .statements import ALL
 
 __all__ = ["Bus", "connector"]
 
