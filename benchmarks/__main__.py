@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import dataclasses
 import sys
@@ -14,15 +15,13 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from . import data, memory, report, targets
-from .competitors import COMPETITORS
-from .config import DEFAULTS, QUICK, Config
-from .engines import QueryCounter, make_engine, redact
-from .env import Env
-from .harness import calibrate_timer
-from .progress import Progress
-from .stats import Result
-from .workloads import WORKLOADS, Case, available, run_case
+from . import data, report
+from .base import COMPETITORS, WORKLOADS, Case, available, load, run_case
+from .config import DEFAULTS, QUICK, Config, Env
+from .drivers import QueryCounter, make_engine, redact
+from .measure import Memory, calibrate_timer, memory
+from .report import Progress
+from .results import Result, evaluate
 
 __all__ = ["main", "parse"]
 
@@ -52,8 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
         description=(
-            "Benchmark dal against no cache, cachetools and dogpile.cache on the same data "
-            "and request sequences, interleaved, reporting medians."
+            "Benchmark dal against no cache and the caches users pick (--list shows them) on "
+            "the same data and request sequences, interleaved, reporting medians."
         ),
         epilog="workloads: " + "; ".join(f"{n}: {w.summary}" for n, w in WORKLOADS.items()),
     )
@@ -99,6 +98,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def parse(argv: Sequence[str] | None = None) -> Config | None:
     """The run's ``Config``, or None after ``--list``."""
+    load()
     parser = _parser()
     args = parser.parse_args(argv)
     if args.list:
@@ -141,12 +141,11 @@ def _server(engine: Engine) -> str:
     return f"{engine.dialect.name} {version}"
 
 
-def run(
-    config: Config, progress: Progress
-) -> tuple[list[Result], list[Case], str, int, memory.Memory]:
+def run(config: Config, progress: Progress) -> tuple[list[Result], list[Case], str, int, Memory]:
     """Create the data, run every case, drop the data; rows, cases, server, overhead, memory."""
-    engine = make_engine(config.url)
+    engine = make_engine(config.url, pool_size=config.pool_size)
     counter = QueryCounter(engine)  # before the first connection, which it instruments
+    loop = asyncio.new_event_loop()
     try:
         server = _server(engine)
         progress.note(f"creating {config.rows:,} rows in {redact(config.url)} ({server})")
@@ -157,6 +156,7 @@ def run(
             counter=counter,
             keys=data.KeySpace(config.rows, config.seed),
             timer_overhead_ns=calibrate_timer(),
+            loop=loop,
         )
         cases = [
             dataclasses.replace(case, competitors=available(case.competitors, progress))
@@ -166,9 +166,10 @@ def run(
         progress.total = sum(len(case.competitors) for case in cases) * config.repeat
         results = [row for case in cases for row in run_case(env, case, progress)]
         progress.note("measuring bytes per cached row")
-        held = memory.measure(env)
+        held = memory(env)
         return results, cases, server, env.timer_overhead_ns, held
     finally:
+        loop.close()
         data.drop(engine)
         engine.dispose()
 
@@ -187,10 +188,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted; the benchmark table was dropped", file=sys.stderr)
         return 130
     progress.close()
-    meta = report.describe_run(config, timer_overhead_ns=overhead, server=server)
+    libraries = [c.library for c in COMPETITORS.values() if c.library]
+    meta = report.describe_run(
+        config, timer_overhead_ns=overhead, server=server, libraries=libraries
+    )
     meta["duration_s"] = round(time.monotonic() - started, 1)
     meta["memory"] = held.as_json()
-    checked = targets.evaluate(results)
+    checked = evaluate(results, {name: w.rules for name, w in WORKLOADS.items()})
     describe = {(case.workload, case.name): case.describe for case in cases}
     print(report.render(results, checked, meta, describe))
     if config.json_path is not None:

@@ -1,15 +1,9 @@
-"""The competitors: each a way of reading (and writing) the benchmark's rows.
-
-They share one small interface, so a workload never knows which one it drives:
-``read(key)``, ``read_many(keys)``, ``write(key, version)``, ``reset()`` (start over
-with an empty cache), ``prime(keys)``, ``warm()``, ``close()``, and the counters
-``queries`` (statements sent to the database) and ``misses`` (reads the cache did
-not answer). ``read`` and friends are plain attributes bound to the library's own
-callable, so the timing loop calls into every library through the same one call.
+"""The sync competitors: each a way of reading (and writing) the benchmark's rows.
 
 Every competitor but dal reads through the same SQLAlchemy Core statement on the
 run's pooled engine and writes with a Core UPDATE on it; dal reads and writes
-through its repository on its own ``Database``.
+through its repository on its own ``Database``. The interface is ``base.Competitor``;
+``@competitor`` puts a class in every table of its ``kind``.
 """
 
 from __future__ import annotations
@@ -17,197 +11,77 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, ClassVar
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import cachetools
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from .core import Read, Write, core_read, core_read_many, core_write
-from .data import Item
-from .engines import POOL_SIZE, QueryCounter, make_engine
-from .env import Env
-from .raw import FLOORS, Reader
+from .base import Competitor, Kind, Unavailable, competitor
+from .config import Env
+from .data import Item, Read, core_read, core_read_many, core_write
+from .drivers import FLOORS, MAX_OVERFLOW, QueryCounter, Reader, make_engine
 
-__all__ = ["COMPETITORS", "Competitor", "Unavailable", "create"]
-
-ReadMany = Callable[[Sequence[int]], Mapping[int, Any]]
+__all__ = ["repository_class"]
 
 
-class Unavailable(Exception):
-    """A competitor's library is not installed (or does not import)."""
-
-
-class Tally:
-    """A counter that threads can bump without losing counts (used on miss paths only)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.value = 0
-
-    def counting(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        """``fn``, counting its calls."""
-
-        @functools.wraps(fn)
-        def counted(*args: Any) -> Any:
-            self.add(1)
-            return fn(*args)
-
-        return counted
-
-    def add(self, n: int) -> None:
-        with self._lock:
-            self.value += n
-
-
-def _unsupported(*args: Any) -> Any:
-    raise NotImplementedError("this competitor does not do that")
-
-
-# --- the interface ------------------------------------------------------------------
-
-
-class Competitor:
-    """One way of serving reads; see the module docstring for the interface."""
-
-    name: ClassVar[str]
-    label: ClassVar[str]
-    #: Whether reads go through a cache (a hit ratio means something).
-    caches: ClassVar[bool] = True
-    #: Whether ``read_many`` is one query for all the misses, not a loop of reads.
-    batches: ClassVar[bool] = False
-
-    read: Read
-    read_many: ReadMany
-    write: Write
+@competitor
+class LockedLRUFloor(Competitor):
+    name = "lru-floor"
+    label = "floor: bare LRUCache lookup under a threading.Lock, rows preloaded"
+    kind = Kind.HIT_FLOOR
+    colour = "#7f7f7f"
 
     def __init__(self, env: Env) -> None:
-        self.env = env
-        self.read = self.read_many = self.write = _unsupported
-        self._loads = Tally()
-
-    @classmethod
-    def check_available(cls) -> None:
-        """Raise ``Unavailable`` if the library cannot be used here."""
+        super().__init__(env)
+        self._rows: dict[int, Any] = {}  # loaded once per case: reads never change them
 
     def reset(self) -> None:
-        """Start over with an empty cache; called before every measured run."""
+        self._fill(self.env.config.cache_size, ())
 
     def prime(self, keys: Iterable[int]) -> None:
-        """Get ``keys`` into the cache."""
-        for key in keys:
-            self.read(key)
+        wanted = sorted(set(keys))
+        self._fill(max(self.env.config.cache_size, len(wanted)), wanted)
 
     def warm(self, threads: int) -> None:
-        """Fill the pool for ``threads`` and compile statements, on keys no workload reads."""
-        engine = self.pooled_engine
-        if engine is not None:
-            with contextlib.ExitStack() as stack:
-                for _ in range(min(threads, POOL_SIZE)):  # the pool keeps this many idle
-                    stack.enter_context(engine.connect())
-        warm = self.env.keys.warm
-        for key in warm:
-            self.read(key)
-        if self.batches:
-            self.read_many(warm)
+        """Nothing to warm: the floor never touches the database."""
 
-    @property
-    def pooled_engine(self) -> Engine | None:
-        """The engine whose pool serves this competitor's reads."""
-        return self.env.engine
+    def _fill(self, size: int, keys: Sequence[int]) -> None:
+        missing = [key for key in keys if key not in self._rows]
+        load_many = core_read_many(self.env.engine)
+        for start in range(0, len(missing), 500):
+            self._rows.update(load_many(missing[start : start + 500]))
+        cache: cachetools.LRUCache[int, Any] = cachetools.LRUCache(size)
+        cache.update((key, self._rows[key]) for key in keys)
+        lock = threading.Lock()
 
-    @property
-    def queries(self) -> int:
-        """Statements this competitor's engine has sent (read it before and after)."""
-        return self.env.counter.count
+        def read(key: int) -> Any:
+            with lock:
+                return cache[key]
 
-    @property
-    def misses(self) -> int:
-        """Reads its cache did not answer, so far (read it before and after)."""
-        return self._loads.value
-
-    def close(self) -> None:
-        """Release what ``reset`` made."""
+        self.read = read
 
 
-class NoCacheORM(Competitor):
-    name = "orm"
-    label = "no cache: ORM Session.get, a session per read"
-    caches = False
-    batches = True
-
-    def __init__(self, env: Env) -> None:
-        super().__init__(env)
-        engine = env.engine
-
-        def read(key: int) -> Item | None:
-            with Session(engine) as session:
-                return session.get(Item, key)
-
-        def read_many(keys: Sequence[int]) -> dict[int, Item]:
-            with Session(engine) as session:
-                items = session.scalars(select(Item).where(Item.id.in_(keys)))
-                return {item.id: item for item in items}
-
-        self.read, self.read_many, self.write = read, read_many, core_write(engine)
-
-
-class NoCacheCore(Competitor):
-    name = "core"
-    label = "no cache: Core select over the pool"
-    caches = False
-    batches = True
-
-    def __init__(self, env: Env) -> None:
-        super().__init__(env)
-        self.engine = self._engine()
-        self.read = core_read(self.engine)
-        self.read_many = core_read_many(self.engine)
-        self.write = core_write(self.engine)
-
-    def _engine(self) -> Engine:
-        return self.env.engine
-
-
-class NoCacheNullPool(NoCacheCore):
-    name = "core-nullpool"
-    label = "no cache: Core select, NullPool (a connection per query)"
-
-    def _engine(self) -> Engine:
-        engine = make_engine(self.env.url, null_pool=True)
-        self._counter = QueryCounter(engine)
-        return engine
-
-    @property
-    def queries(self) -> int:
-        return self._counter.count
-
-    @property
-    def pooled_engine(self) -> Engine | None:
-        return None  # nothing to keep: every query connects
-
-    def close(self) -> None:
-        self.engine.dispose()
-
-
+@competitor
 class RawFloor(Competitor):
     name = "raw"
     label = "floor: the driver's own pk select on a held connection"
-    caches = False
+    kind = Kind.MISS_FLOOR
+    colour = "#4d4d4d"
 
     def __init__(self, env: Env) -> None:
         super().__init__(env)
         self._floor = FLOORS[env.engine.dialect.driver]
         self.label = f"{self.label}, {self._floor.how}"  # type: ignore[misc]
         # Its own engine: the held connections must not starve the shared pool.
-        self._engine = make_engine(env.url, null_pool=True)
+        self._engine = make_engine(env.url, pool_size=None)
         self._counter = QueryCounter(self._engine)
         self._held: list[tuple[Any, Reader]] = []
 
-    @staticmethod
-    def supported(env: Env) -> bool:
-        """Whether ``raw.FLOORS`` has an entry for the run's driver."""
+    @classmethod
+    def supported(cls, env: Env) -> bool:
+        """Whether ``drivers.FLOORS`` has an entry for the run's driver."""
         return env.engine.dialect.driver in FLOORS
 
     def warm(self, threads: int) -> None:
@@ -247,43 +121,84 @@ class RawFloor(Competitor):
         self._engine.dispose()
 
 
-class LockedLRUFloor(Competitor):
-    name = "lru-floor"
-    label = "floor: bare LRUCache lookup under a threading.Lock, rows preloaded"
+@competitor
+class Dal(Competitor):
+    name = "dal"
+    label = "dal repository get / get_many / update"
+    kind = Kind.CACHE
+    colour = "#d62728"
+    library = "sqlalchemy-dal"
+    batches = True
 
     def __init__(self, env: Env) -> None:
         super().__init__(env)
-        self._rows: dict[int, Any] = {}  # loaded once per case: reads never change them
+        self._db: Any = None
+        self._counter: QueryCounter | None = None
+
+    @classmethod
+    def check_available(cls) -> None:
+        try:
+            repository_class()
+        except (ImportError, AttributeError) as exc:
+            raise Unavailable(f"dal does not import ({exc})") from exc
 
     def reset(self) -> None:
-        self._fill(self.env.config.cache_size, ())
+        import dal
 
-    def prime(self, keys: Iterable[int]) -> None:
-        wanted = sorted(set(keys))
-        self._fill(max(self.env.config.cache_size, len(wanted)), wanted)
+        # A new Database: a new, empty cache and zeroed counters, nothing carried over.
+        self.close()
+        config = self.env.config
+        self._db = dal.Database(
+            self.env.url,
+            cache_size=config.cache_size,
+            pool_size=config.pool_size,
+            max_overflow=MAX_OVERFLOW,
+        )
+        self._counter = QueryCounter(self._db.engine)
+        repository = repository_class()(self._db)
+        self.read = repository.get
+        self.read_many = repository.get_many
 
-    def warm(self, threads: int) -> None:
-        """Nothing to warm: the floor never touches the database."""
+        def write(key: int, version: int) -> None:
+            repository.update(key, version=version)
 
-    def _fill(self, size: int, keys: Sequence[int]) -> None:
-        missing = [key for key in keys if key not in self._rows]
-        load_many = core_read_many(self.env.engine)
-        for start in range(0, len(missing), 500):
-            self._rows.update(load_many(missing[start : start + 500]))
-        cache: cachetools.LRUCache[int, Any] = cachetools.LRUCache(size)
-        cache.update((key, self._rows[key]) for key in keys)
-        lock = threading.Lock()
+        self.write = write
 
-        def read(key: int) -> Any:
-            with lock:
-                return cache[key]
+    @property
+    def pooled_engine(self) -> Engine | None:
+        return None if self._db is None else self._db.engine
 
-        self.read = read
+    @property
+    def queries(self) -> int:
+        return 0 if self._counter is None else self._counter.count
+
+    @property
+    def misses(self) -> int:
+        return 0 if self._db is None else int(self._db.stats()["cache"]["misses"])
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = self._counter = None
 
 
+@functools.cache
+def repository_class() -> type[Any]:
+    import dal
+
+    class Items(dal.Repository[Item]):  # type: ignore[misc,name-defined,unused-ignore]
+        model = Item
+
+    return Items
+
+
+@competitor
 class CachetoolsCached(Competitor):
     name = "cachetools"
     label = "cachetools.cached(LRUCache, lock=Lock()), no invalidation"
+    kind = Kind.CACHE
+    colour = "#1f77b4"
+    library = "cachetools"
 
     def reset(self) -> None:
         engine = self.env.engine
@@ -306,9 +221,13 @@ class _MethodLoader:
         return self._load(key)
 
 
+@competitor
 class CachetoolsMethod(Competitor):
     name = "cachedmethod"
     label = "cachetools.cachedmethod(LRUCache, lock=Lock()), no invalidation"
+    kind = Kind.CACHE
+    only = frozenset({"hit"})  # the same loads as cachetools.cached: only its hit differs
+    colour = "#17becf"
 
     def reset(self) -> None:
         load = self._loads.counting(core_read(self.env.engine))
@@ -336,9 +255,13 @@ class _LockedLRU:
             return self._cache.pop(key, default)
 
 
+@competitor
 class Dogpile(Competitor):
     name = "dogpile"
     label = "dogpile.cache memory region (LRU-bounded), invalidate() after each write"
+    kind = Kind.CACHE
+    colour = "#9467bd"
+    library = "dogpile.cache"
     batches = True
 
     @classmethod
@@ -384,85 +307,69 @@ class Dogpile(Competitor):
         self.write = write
 
 
-class Dal(Competitor):
-    name = "dal"
-    label = "dal repository get / get_many / update"
+@competitor
+class NoCacheCore(Competitor):
+    name = "core"
+    label = "no cache: Core select over the pool"
+    kind = Kind.NO_CACHE
+    colour = "#2ca02c"
     batches = True
 
     def __init__(self, env: Env) -> None:
         super().__init__(env)
-        self._db: Any = None
-        self._counter: QueryCounter | None = None
+        self.engine = self._engine()
+        self.read = core_read(self.engine)
+        self.read_many = core_read_many(self.engine)
+        self.write = core_write(self.engine)
 
-    @classmethod
-    def check_available(cls) -> None:
-        try:
-            repository_class()
-        except (ImportError, AttributeError) as exc:
-            raise Unavailable(f"dal does not import ({exc})") from exc
+    def _engine(self) -> Engine:
+        return self.env.engine
 
-    def reset(self) -> None:
-        import dal
 
-        # A new Database: a new, empty cache and zeroed counters, nothing carried over.
-        self.close()
-        self._db = dal.Database(self.env.url, cache_size=self.env.config.cache_size)
-        self._counter = QueryCounter(self._db.engine)
-        repository = repository_class()(self._db)
-        self.read = repository.get
-        self.read_many = repository.get_many
+@competitor
+class NoCacheORM(Competitor):
+    name = "orm"
+    label = "no cache: ORM Session.get, a session per read"
+    kind = Kind.NO_CACHE
+    only = frozenset({"miss"})
+    colour = "#8c564b"
+    batches = True
 
-        def write(key: int, version: int) -> None:
-            repository.update(key, version=version)
+    def __init__(self, env: Env) -> None:
+        super().__init__(env)
+        engine = env.engine
 
-        self.write = write
+        def read(key: int) -> Item | None:
+            with Session(engine) as session:
+                return session.get(Item, key)
 
-    @property
-    def pooled_engine(self) -> Engine | None:
-        return None if self._db is None else self._db.engine
+        def read_many(keys: Sequence[int]) -> dict[int, Item]:
+            with Session(engine) as session:
+                items = session.scalars(select(Item).where(Item.id.in_(keys)))
+                return {item.id: item for item in items}
+
+        self.read, self.read_many, self.write = read, read_many, core_write(engine)
+
+
+@competitor
+class NoCacheNullPool(NoCacheCore):
+    name = "core-nullpool"
+    label = "no cache: Core select, NullPool (a connection per query)"
+    only = frozenset({"pool"})
+    colour = "#e377c2"
+
+    def _engine(self) -> Engine:
+        engine = make_engine(self.env.url, pool_size=None)
+        self._counter = QueryCounter(engine)
+        return engine
 
     @property
     def queries(self) -> int:
-        return 0 if self._counter is None else self._counter.count
+        return self._counter.count
 
     @property
-    def misses(self) -> int:
-        return 0 if self._db is None else int(self._db.stats()["cache"]["misses"])
+    def pooled_engine(self) -> Engine | None:
+        return None  # nothing to keep: every query connects
 
     def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = self._counter = None
-
-
-@functools.cache
-def repository_class() -> type[Any]:
-    import dal
-
-    class Items(dal.Repository[Item]):  # type: ignore[misc,name-defined,unused-ignore]
-        model = Item
-
-    return Items
-
-
-COMPETITORS: dict[str, type[Competitor]] = {
-    cls.name: cls
-    for cls in (
-        LockedLRUFloor,
-        RawFloor,
-        Dal,
-        CachetoolsCached,
-        CachetoolsMethod,
-        Dogpile,
-        NoCacheCore,
-        NoCacheORM,
-        NoCacheNullPool,
-    )
-}
-
-
-def create(name: str, env: Env) -> Competitor:
-    """A competitor by name; ``Unavailable`` if its library is missing."""
-    cls = COMPETITORS[name]
-    cls.check_available()
-    return cls(env)
+        self.engine.dispose()

@@ -1,11 +1,18 @@
-"""The run's settings: what the command line asked for, and the sizes derived from it."""
+"""The run's settings (what the command line asked for, the sizes derived from it) and
+``Env``, what every workload and competitor of one run shares."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from pathlib import Path
 
-__all__ = ["DEFAULTS", "QUICK", "Config"]
+from sqlalchemy import Engine
+
+from .data import KeySpace
+from .drivers import MAX_OVERFLOW, QueryCounter
+
+__all__ = ["DEFAULTS", "QUICK", "Config", "Env"]
 
 #: Defaults of a full run: about a minute on two cores with the embedded SQLite file.
 DEFAULTS = {
@@ -101,3 +108,33 @@ class Config:
     @property
     def max_threads(self) -> int:
         return max(self.threads)
+
+    @property
+    def pool_size(self) -> int:
+        """Every pool's size: the largest ``ThreadPoolExecutor``'s ``max_workers`` (at least
+        dal's default of 5), so a worker does not queue for a connection."""
+        return max(5, self.max_threads)
+
+    @property
+    def pools(self) -> str:
+        """The pool settings, for the report."""
+        return f"pool_size={self.pool_size}, max_overflow={MAX_OVERFLOW}"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Env:
+    """What every workload and competitor of one run shares."""
+
+    config: Config
+    #: The pooled engine of every competitor but dal (dal builds its own from the URL).
+    engine: Engine
+    counter: QueryCounter
+    keys: KeySpace
+    #: What the timing loop adds to each measured call, subtracted from latencies.
+    timer_overhead_ns: int
+    #: The event loop every async competitor of the run lives on.
+    loop: asyncio.AbstractEventLoop
+
+    @property
+    def url(self) -> str:
+        return self.config.url

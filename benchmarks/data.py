@@ -1,22 +1,53 @@
-"""The benchmark's table: created, filled reproducibly from ``--seed``, and dropped.
+"""The benchmark's table: created, filled reproducibly from ``--seed``, and dropped;
+the request sequences drawn over it; the Core statements every competitor but dal
+runs on a miss or a write.
 
-Also the request sequences drawn over it. Keys are ranked by popularity through a
-seeded permutation, so the hot rows are spread over the table, not ids 1, 2, 3...
+Keys are ranked by popularity through a seeded permutation, so the hot rows are
+spread over the table, not ids 1, 2, 3...
 A few keys are held back from every sequence to warm pools and statement caches
 without caching anything a measurement reads.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import random
 import string
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
-from sqlalchemy import BigInteger, Engine, Integer, String, Table, insert
+from sqlalchemy import (
+    BigInteger,
+    Engine,
+    Integer,
+    Row,
+    String,
+    Table,
+    bindparam,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["TABLE_NAME", "Item", "KeySpace", "create", "drop", "item_table"]
+__all__ = [
+    "TABLE_NAME",
+    "Item",
+    "KeySpace",
+    "Read",
+    "Write",
+    "core_read",
+    "core_read_many",
+    "core_write",
+    "create",
+    "drop",
+    "item_table",
+    "statements",
+]
+
+Read = Callable[[int], Any]
+Write = Callable[[int, int], None]
 
 TABLE_NAME = "dal_bench_item"
 WARM_KEYS = 64
@@ -112,3 +143,48 @@ class KeySpace:
     def distinct(self, n: int, purpose: str) -> list[int]:
         """``n`` different keys."""
         return self.rng(purpose).sample(self.ranked, n)
+
+
+@functools.cache
+def statements() -> tuple[Any, Any, Any]:
+    """By key, by keys (expanding ``IN``), and the version update."""
+    table = item_table()
+    by_key = select(table).where(table.c.id == bindparam("key"))
+    by_keys = select(table).where(table.c.id.in_(bindparam("keys", expanding=True)))
+    set_version = (
+        update(table).where(table.c.id == bindparam("key")).values(version=bindparam("new"))
+    )
+    return by_key, by_keys, set_version
+
+
+def core_read(engine: Engine) -> Read:
+    """A pooled Core SELECT by primary key: what a cache's loader runs on a miss."""
+    by_key = statements()[0]
+
+    def load(key: int) -> Row[Any] | None:
+        with engine.connect() as conn:
+            return conn.execute(by_key, {"key": key}).first()
+
+    return load
+
+
+def core_read_many(engine: Engine) -> Callable[[Sequence[int]], dict[int, Row[Any]]]:
+    """One pooled Core SELECT ... WHERE id IN (...) for a batch of keys."""
+    by_keys = statements()[1]
+
+    def load_many(keys: Sequence[int]) -> dict[int, Row[Any]]:
+        with engine.connect() as conn:
+            return {row.id: row for row in conn.execute(by_keys, {"keys": list(keys)})}
+
+    return load_many
+
+
+def core_write(engine: Engine) -> Write:
+    """A Core UPDATE of the row's version in its own transaction."""
+    set_version = statements()[2]
+
+    def write(key: int, version: int) -> None:
+        with engine.begin() as conn:
+            conn.execute(set_version, {"key": key, "new": version})
+
+    return write

@@ -6,23 +6,27 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .stats import Result
+from .base import COMPETITORS, Competitor, load
+from .results import Result
 
 __all__ = ["chart", "plot"]
 
-#: Fixed colours, so a competitor looks the same in every chart; dal stands out.
-COLOURS = {
-    "dal": "#d62728",
-    "lru-floor": "#7f7f7f",
-    "raw": "#4d4d4d",
-    "ideal": "#bcbd22",
-    "cachetools": "#1f77b4",
-    "cachedmethod": "#17becf",
-    "dogpile": "#9467bd",
-    "core": "#2ca02c",
-    "orm": "#8c564b",
-    "core-nullpool": "#e377c2",
-}
+#: The derived row's colour; every competitor's is its class's ``colour``.
+IDEAL_COLOUR = "#bcbd22"
+
+
+def _colour(name: str) -> str:
+    if name == "ideal":
+        return IDEAL_COLOUR
+    cls = COMPETITORS.get(name)
+    return cls.colour if cls is not None else Competitor.colour
+
+
+def _names(rows: Sequence[Result]) -> list[str]:
+    """The competitors of ``rows`` in registration order (each looks the same in every chart)."""
+    present = dict.fromkeys(r.competitor for r in rows)
+    order = [*COMPETITORS, "ideal"]
+    return [n for n in order if n in present] + sorted(set(present) - set(order))
 
 
 def plot(results: Sequence[Result], path: Path, title: str) -> None:
@@ -43,10 +47,10 @@ def chart(results: Sequence[Result], title: str) -> Any:
     matplotlib.use("Agg")  # no display needed; must precede pyplot's import
     import matplotlib.pyplot as plt
 
+    load()
     rows = {(f"{r.workload} {r.case}".strip(), r.competitor): r for r in results}
     cases = list(dict.fromkeys(case for case, _ in rows))
-    names = [n for n in COLOURS if any(r.competitor == n for r in results)]
-    names += sorted({r.competitor for r in results} - set(names))
+    names = _names(results)
     groups = {case: [n for n in names if (case, n) in rows] for case in cases}
     width = 0.84 / max(len(group) for group in groups.values())
     figure, axes = plt.subplot_mosaic(
@@ -63,7 +67,7 @@ def chart(results: Sequence[Result], title: str) -> Any:
         for j, name in enumerate(group):
             row = rows[case, name]
             x = c + (j - (len(group) - 1) / 2) * width
-            colour = COLOURS.get(name, "#444444")
+            colour = _colour(name)
             label = None if name in labelled else name
             labelled.add(name)
             top.bar(x, row.ops_per_s, width, color=colour, label=label)
@@ -81,13 +85,13 @@ def chart(results: Sequence[Result], title: str) -> Any:
     top.set_title(title)
     _counts(
         axes["stale"],
-        [r for r in results if r.stale_reads is not None and r.workload == "mixed"],
+        [r for r in results if r.extra.get("chart") == "stale_reads"],
         lambda r: r.stale_reads or 0,
         "stale reads, all repetitions (fewer is better)",
     )
     _counts(
         axes["stampede"],
-        [r for r in results if r.workload == "stampede"],
+        [r for r in results if r.extra.get("chart") == "queries"],
         lambda r: r.queries,
         "queries for one cold key read by a stampede (fewer is better)",
     )
@@ -98,18 +102,16 @@ def _counts(
     axis: Any, rows: Sequence[Result], value: Callable[[Result], float], title: str
 ) -> None:
     """Bars of a count per case and competitor, each labelled with its value and name."""
-    cases = list(dict.fromkeys(r.case or r.workload for r in rows))
-    names = [n for n in COLOURS if any(r.competitor == n for r in rows)]
+    cases = list(dict.fromkeys(_title(r) for r in rows))
+    names = _names(rows)
     ticks: list[float] = []
     labels: list[str] = []
     for c, case in enumerate(cases):
-        group = [
-            r for n in names for r in rows if r.competitor == n and (r.case or r.workload) == case
-        ]
+        group = [r for n in names for r in rows if r.competitor == n and _title(r) == case]
         width = 0.84 / max(len(group), 1)
         for j, row in enumerate(group):
             x = c + (j - (len(group) - 1) / 2) * width
-            bar = axis.bar(x, value(row), width * 0.9, color=COLOURS.get(row.competitor, "#444444"))
+            bar = axis.bar(x, value(row), width * 0.9, color=_colour(row.competitor))
             axis.bar_label(bar, labels=[f"{value(row):,.0f}"], fontsize="small")
             ticks.append(x)
             labels.append(row.competitor)
@@ -120,3 +122,7 @@ def _counts(
     axis.margins(y=0.2)
     if not rows:
         axis.text(0.5, 0.5, "not run", ha="center", va="center", transform=axis.transAxes)
+
+
+def _title(row: Result) -> str:
+    return f"{row.workload} {row.case}".strip()

@@ -1,21 +1,24 @@
-"""The run's results as a readable table and as JSON."""
+"""What the run shows: a progress bar while it runs, then its results as a readable
+table and as JSON."""
 
 from __future__ import annotations
 
 import json
 import os
 import platform
+import shutil
+import sys
+import time
 from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from .config import Config
-from .engines import redact
-from .stats import Result
-from .targets import Target
+from .drivers import MAX_OVERFLOW, redact
+from .results import Result, Target
 
-__all__ = ["DEFINITIONS", "describe_run", "render", "write_json"]
+__all__ = ["DEFINITIONS", "Progress", "describe_run", "render", "write_json"]
 
 #: What the columns mean; printed under the table and stored in the JSON.
 DEFINITIONS = {
@@ -39,8 +42,11 @@ DEFINITIONS = {
 _COLUMNS = ("competitor", "ops/s", "p50 µs", "p99 µs", "hit %", "stale", "queries", "ratio", "")
 
 
-def describe_run(config: Config, *, timer_overhead_ns: int, server: str) -> dict[str, Any]:
-    """The ``meta`` of the JSON: what ran, where, with which versions."""
+def describe_run(
+    config: Config, *, timer_overhead_ns: int, server: str, libraries: Sequence[str]
+) -> dict[str, Any]:
+    """The ``meta`` of the JSON: what ran, where, with which versions (of ``libraries``:
+    distribution names)."""
     return {
         "db": redact(config.url),
         "server": server,
@@ -49,6 +55,8 @@ def describe_run(config: Config, *, timer_overhead_ns: int, server: str) -> dict
         "zipf": config.zipf,
         "cache_size": config.cache_size,
         "threads": list(config.threads),
+        "pool_size": config.pool_size,
+        "max_overflow": MAX_OVERFLOW,
         "repeat": config.repeat,
         "seed": config.seed,
         "quick": config.quick,
@@ -58,7 +66,7 @@ def describe_run(config: Config, *, timer_overhead_ns: int, server: str) -> dict
         "cpus": os.cpu_count(),
         "versions": {
             name: _version(name)
-            for name in ("sqlalchemy-dal", "SQLAlchemy", "cachetools", "dogpile.cache")
+            for name in dict.fromkeys(("sqlalchemy-dal", "SQLAlchemy", *libraries))
         },
         "timer_overhead_ns": timer_overhead_ns,
         "definitions": DEFINITIONS,
@@ -83,6 +91,8 @@ def render(
         f"dal benchmark: {meta['server']}, {meta['rows']:,} rows, seed {meta['seed']}, "
         f"medians of {meta['repeat']} interleaved repetitions, {meta['cpus']} CPUs, "
         f"Python {meta['python']}",
+        f"threads: N > 1 run on a ThreadPoolExecutor(max_workers=N); every pool: "
+        f"pool_size={meta['pool_size']}, max_overflow={meta['max_overflow']}",
     ]
     sections: dict[tuple[str, str], list[Result]] = {}
     for result in results:
@@ -173,3 +183,45 @@ def write_json(
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+
+
+class Progress:
+    """Counts ``total`` steps; ``note`` prints a line without breaking the bar."""
+
+    def __init__(self, total: int = 0, stream: TextIO | None = None) -> None:
+        self.total = total
+        self.done = 0
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = self.stream.isatty()
+        self._start = time.monotonic()
+        self._drawn = False
+
+    def step(self, text: str) -> None:
+        """Start step ``done + 1`` of ``total``, described by ``text``."""
+        self.done += 1
+        elapsed = time.monotonic() - self._start
+        count = f"{self.done:>{len(str(self.total))}}/{self.total}"
+        if not self.tty:
+            print(f"[{count} {elapsed:5.1f}s] {text}", file=self.stream, flush=True)
+            return
+        width = shutil.get_terminal_size((80, 20)).columns
+        filled = round(20 * (self.done - 1) / max(self.total, 1))
+        line = f"[{'#' * filled}{'.' * (20 - filled)}] {count} {elapsed:5.1f}s {text}"
+        self.stream.write("\r" + line[: width - 1].ljust(width - 1))
+        self.stream.flush()
+        self._drawn = True
+
+    def note(self, text: str) -> None:
+        """A message line, above the bar on a terminal."""
+        self._clear()
+        print(text, file=self.stream, flush=True)
+
+    def close(self) -> None:
+        self._clear()
+
+    def _clear(self) -> None:
+        if self._drawn:
+            width = shutil.get_terminal_size((80, 20)).columns
+            self.stream.write("\r" + " " * (width - 1) + "\r")
+            self.stream.flush()
+            self._drawn = False

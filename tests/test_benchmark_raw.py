@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks import data
-from benchmarks.engines import QueryCounter, make_engine
-from benchmarks.raw import FLOORS
+from benchmarks.drivers import FLOORS, QueryCounter, make_engine
 
 
 @pytest.fixture(
@@ -23,7 +22,7 @@ def bench_url(request: pytest.FixtureRequest) -> str:
 def test_the_raw_floor_reads_rows_by_key_and_leaves_the_connection_as_it_was(
     bench_url: str,
 ) -> None:
-    engine = make_engine(bench_url)
+    engine = make_engine(bench_url, pool_size=5)
     data.create(engine, 1_000, seed=1)
     try:
         conn = engine.raw_connection()
@@ -49,7 +48,7 @@ def test_the_raw_floor_reads_rows_by_key_and_leaves_the_connection_as_it_was(
 
 
 def test_the_postgresql_floor_is_a_server_side_prepared_statement(postgres_url: str) -> None:
-    engine = make_engine(postgres_url)
+    engine = make_engine(postgres_url, pool_size=5)
     data.create(engine, 100, seed=1)
     try:
         conn = engine.raw_connection()
@@ -72,7 +71,7 @@ def test_the_postgresql_floor_is_a_server_side_prepared_statement(postgres_url: 
 @pytest.mark.mysql
 def test_the_query_counter_sees_pymysql_statements_below_sqlalchemy(mysql_url: str) -> None:
     # dal reads a miss on the pooled DBAPI cursor: a SQLAlchemy event would not see it.
-    engine = make_engine(mysql_url)
+    engine = make_engine(mysql_url, pool_size=5)
     counter = QueryCounter(engine)
     try:
         conn = engine.raw_connection()

@@ -21,21 +21,32 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
-from ..competitors import Competitor
-from ..data import TABLE_NAME, Item
-from ..env import Env
-from ..stats import Sample
-from .base import Case, Workload
+from .base import Case, Competitor, Workload, workload
+from .competitors import repository_class
+from .config import Env
+from .data import TABLE_NAME
+from .results import Rule, Sample, stale
 
-__all__ = ["Invalidation"]
+__all__: list[str] = []
 
 #: A write not seen by then is a failure, not a slow sample.
 _TIMEOUT_S = 10.0
 
 
+@workload
 class Invalidation(Workload):
     name = "invalidation"
     summary = "PostgreSQL: from another process's commit to this cache dropping the key"
+    rules = (
+        Rule(
+            "dal: p99 from another process's commit to the key dropped here",
+            lambda rows: None if rows["dal"].p99_us is None else rows["dal"].p99_us / 1000,
+            "<=",
+            20.0,
+            unit="ms",
+        ),
+        Rule("dal serves no stale read after the drop", stale("dal"), "==", 0, "stale reads"),
+    )
 
     def cases(self) -> list[Case]:
         if make_url(self.env.url).get_backend_name() != "postgresql":
@@ -83,10 +94,12 @@ def _measure(env: Env, keys: list[int], first_version: int) -> Sample:
     theirs.close()
     db = dal.Database(env.url, invalidation="postgres", cache_size=env.config.cache_size)
     try:
-        items = _items(db)
+        items = repository_class()(db)
         watch = _Watch(db)
         _answer(pipe, writer)  # B is ready
-        if not db._bus.wait_listening(_TIMEOUT_S):  # A's cache is on only once it listens
+        bus = db._bus
+        assert bus is not None  # invalidation="postgres" made one
+        if not bus.wait_listening(_TIMEOUT_S):  # A's cache is on only once it listens
             raise RuntimeError(f"A's listener was not listening within {_TIMEOUT_S} s")
         latencies: list[int] = []
         stale = 0
@@ -150,7 +163,7 @@ def _writer(url: str, pipe: Connection) -> None:
     import dal
 
     db = dal.Database(url, invalidation="postgres")
-    items = _items(db)
+    items = repository_class()(db)
     commit_started = [0]
 
     def on_commit(conn: Any) -> None:
@@ -166,12 +179,3 @@ def _writer(url: str, pipe: Connection) -> None:
             pipe.send(commit_started[0])
     finally:
         db.close()
-
-
-def _items(db: Any) -> Any:
-    import dal
-
-    class Items(dal.Repository[Item]):  # type: ignore[misc,name-defined,unused-ignore]
-        model = Item
-
-    return Items(db)

@@ -1,8 +1,17 @@
-"""Engines for the competitors that are not dal, set up the way dal sets up its own."""
+"""What differs per driver: engines set up the way dal sets up its own, counting the
+statements an engine sends, and the physical floor of a miss.
+
+The floor is the driver's own primary-key select on a held connection: no pool
+checkout, no SQLAlchemy, prepared where the driver can; the least a cache can pay
+for a row it does not hold. One entry per DBAPI driver in ``FLOORS``; a driver
+without one simply has no ``raw`` row.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -11,22 +20,23 @@ from sqlalchemy.pool import NullPool
 
 from dal.drivers import sqlite_pragmas
 
-__all__ = ["POOL_SIZE", "QueryCounter", "make_engine", "redact"]
+from .data import TABLE_NAME, item_table
 
-#: dal's default pool limits, so pooled baselines queue on the same number of connections.
-POOL_SIZE = 5
+__all__ = ["FLOORS", "MAX_OVERFLOW", "Floor", "QueryCounter", "Reader", "make_engine", "redact"]
+
+#: Connections a pool opens beyond its size (dal's default), for every pooled engine.
 MAX_OVERFLOW = 10
 #: Seconds a SQLite connection waits on another writer's lock (dal uses its pool timeout).
 SQLITE_BUSY_TIMEOUT = 30.0
 
 
-def make_engine(url: str, *, null_pool: bool = False) -> Engine:
-    """A pooled engine (or one with ``NullPool``) with the SQLite settings dal uses."""
+def make_engine(url: str, *, pool_size: int | None) -> Engine:
+    """A pooled engine with the SQLite settings dal uses; ``pool_size=None``: ``NullPool``."""
     kwargs: dict[str, Any]
-    if null_pool:
+    if pool_size is None:
         kwargs = {"poolclass": NullPool}
     else:
-        kwargs = {"pool_size": POOL_SIZE, "max_overflow": MAX_OVERFLOW}
+        kwargs = {"pool_size": pool_size, "max_overflow": MAX_OVERFLOW}
     sqlite = make_url(url).get_backend_name() == "sqlite"
     if sqlite:
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT}
@@ -116,3 +126,89 @@ class QueryCounter:
 
 
 _STATEMENTS = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "WITH"})
+
+
+#: Reads one row by key on the connection it was made for.
+Read = Callable[[int], Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Reader:
+    read: Read
+    #: Undoes what the reader set up, leaving the connection fit for its pool again.
+    close: Callable[[], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class Floor:
+    #: How the statement is sent, for the report's label.
+    how: str
+    #: Makes a reader on a DBAPI connection that it may hold until ``close``.
+    prepare: Callable[[Any], Reader]
+
+
+def _columns() -> str:
+    return ", ".join(c.name for c in item_table().columns)
+
+
+def _psycopg2(dbapi_connection: Any) -> Reader:
+    # A server-side prepared statement: parsed and planned once, then EXECUTE per
+    # key; autocommit, so no BEGIN before it and no ROLLBACK after.
+    dbapi_connection.autocommit = True
+    cursor = dbapi_connection.cursor()
+    cursor.execute(
+        f"PREPARE dal_bench_raw (integer) AS SELECT {_columns()} FROM {TABLE_NAME} WHERE id = $1"
+    )
+    execute, fetchone = cursor.execute, cursor.fetchone
+
+    def read(key: int) -> Any:
+        execute("EXECUTE dal_bench_raw (%s)", (key,))
+        return fetchone()
+
+    def close() -> None:
+        cursor.execute("DEALLOCATE dal_bench_raw")
+        cursor.close()
+        dbapi_connection.autocommit = False
+
+    return Reader(read, close)
+
+
+def _pysqlite(dbapi_connection: Any) -> Reader:
+    # sqlite3 keeps compiled statements in a per-connection cache keyed by the SQL
+    # text: the same text every time is a prepared statement.
+    sql = f"SELECT {_columns()} FROM {TABLE_NAME} WHERE id = ?"
+    cursor = dbapi_connection.cursor()
+    execute = cursor.execute
+
+    def read(key: int) -> Any:
+        return execute(sql, (key,)).fetchone()
+
+    return Reader(read, cursor.close)
+
+
+def _pymysql(dbapi_connection: Any) -> Reader:
+    # PyMySQL speaks MySQL's text protocol only (no server-side prepared statements):
+    # the cursor escapes the key into the SQL. Autocommit, so no transaction is open
+    # around the read and no ROLLBACK follows it, as for dal's reads.
+    dbapi_connection.autocommit(True)
+    sql = f"SELECT {_columns()} FROM {TABLE_NAME} WHERE id = %s"
+    cursor = dbapi_connection.cursor()
+    execute, fetchone = cursor.execute, cursor.fetchone
+
+    def read(key: int) -> Any:
+        execute(sql, (key,))
+        return fetchone()
+
+    def close() -> None:
+        cursor.close()
+        dbapi_connection.autocommit(False)
+
+    return Reader(read, close)
+
+
+#: By SQLAlchemy's name for the DBAPI driver (``engine.dialect.driver``).
+FLOORS: dict[str, Floor] = {
+    "psycopg2": Floor("PREPARE/EXECUTE", _psycopg2),
+    "pysqlite": Floor("sqlite3's statement cache", _pysqlite),
+    "pymysql": Floor("a text-protocol SELECT in autocommit", _pymysql),
+}
