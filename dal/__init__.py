@@ -1,5 +1,6 @@
 """dal: a caching data-access layer for SQLAlchemy that is never stale after a commit."""
 
+from .aio import AsyncDatabase
 from .database import Database
 from .errors import (
     ConfigError,
@@ -17,6 +18,7 @@ from .query import cached_query
 from .repository import Repository
 
 __all__ = [
+    "AsyncDatabase",
     "ConfigError",
     "DalError",
     "Database",

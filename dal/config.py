@@ -16,13 +16,15 @@ from sqlalchemy.exc import ArgumentError
 from . import drivers
 from .errors import ConfigError
 
-__all__ = ["DEFAULT_SQLITE_PATH", "SUPPORTED", "Settings"]
+__all__ = ["DEFAULT_SQLITE_PATH", "SUPPORTED", "SUPPORTED_ASYNC", "Settings"]
 
 #: The embedded default when neither a URL nor ``$DAL_DATABASE_URL`` is given.
 DEFAULT_SQLITE_PATH = "dal.sqlite3"
 
 #: backend -> the drivers dal supports for it, the default first (``dal.drivers``).
 SUPPORTED = drivers.supported()
+#: The same for ``AsyncDatabase``: asyncio drivers only.
+SUPPORTED_ASYNC = drivers.supported(is_async=True)
 
 INVALIDATION_MODES = (None, "postgres")
 
@@ -101,8 +103,12 @@ class Settings:
         return f"Settings({fields})"
 
 
-def resolve_url(url: str | URL | None) -> URL:
-    """The URL to use: the argument, else ``$DAL_DATABASE_URL``, else the embedded file."""
+def resolve_url(url: str | URL | None, *, is_async: bool = False) -> URL:
+    """The URL to use: the argument, else ``$DAL_DATABASE_URL``, else the embedded file.
+
+    ``is_async``: for ``AsyncDatabase``, whose URLs name (or default to) asyncio drivers.
+    """
+    table = SUPPORTED_ASYNC if is_async else SUPPORTED
     if url is None:
         url = os.environ.get("DAL_DATABASE_URL") or f"sqlite:///{DEFAULT_SQLITE_PATH}"
     try:
@@ -113,13 +119,13 @@ def resolve_url(url: str | URL | None) -> URL:
     if parsed.drivername.partition("+")[0] == "postgres":  # as Heroku and others hand out
         parsed = parsed.set(drivername="postgresql" + parsed.drivername[len("postgres") :])
     backend = parsed.get_backend_name()
-    if backend not in SUPPORTED:
-        raise ConfigError(_unsupported(parsed, backend))
+    if backend not in table:
+        raise ConfigError(_unsupported(parsed, backend, table))
     if "+" not in parsed.drivername:  # no driver named: the default one
-        parsed = parsed.set(drivername=f"{backend}+{SUPPORTED[backend][0]}")
+        parsed = parsed.set(drivername=f"{backend}+{table[backend][0]}")
     driver = parsed.get_driver_name()  # loads the dialect: only for known backends
-    if driver not in SUPPORTED[backend]:
-        raise ConfigError(_unsupported(parsed, f"{backend}+{driver}"))
+    if driver not in table[backend]:
+        raise ConfigError(_unsupported(parsed, f"{backend}+{driver}", table))
     if backend == "sqlite" and parsed.database in (None, "", ":memory:"):
         raise ConfigError(
             "in-memory SQLite gives every pooled connection its own empty database; "
@@ -128,10 +134,11 @@ def resolve_url(url: str | URL | None) -> URL:
     return parsed
 
 
-def _unsupported(url: URL, what: str) -> str:
-    supported = ", ".join(f"{b}+{d}" for b, names in SUPPORTED.items() for d in names)
+def _unsupported(url: URL, what: str, table: dict[str, tuple[str, ...]]) -> str:
+    supported = ", ".join(f"{b}+{d}" for b, names in table.items() for d in names)
     shown = url.render_as_string(hide_password=True)
-    return f"unsupported database {what!r} in {shown!r}; dal supports {supported}"
+    who = "dal.AsyncDatabase" if table is SUPPORTED_ASYNC else "dal.Database"
+    return f"unsupported database {what!r} in {shown!r}; {who} supports {supported}"
 
 
 #: ``scheme://user:password@``: the password part of a URL that did not parse.

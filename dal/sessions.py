@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 from .errors import DatabaseError
 from .tracking.statements import writes_of
 
-__all__ = ["SessionState", "expire_loaded", "state_of", "track"]
+__all__ = ["SessionState", "expire_loaded", "state_of", "track", "wrote"]
 
 _KEY = "dal_session"
 
@@ -66,6 +66,15 @@ class SessionState:
 def state_of(session: Session) -> SessionState | None:
     """The tracked state of a ``db.session()`` Session, or None for other sessions."""
     return session.info.get(_KEY)
+
+
+def wrote(session: Session) -> bool:
+    """Whether ``session`` has written, or holds changes a flush would write: reads in
+    it must then go through it, not the cache."""
+    state = session.info.get(_KEY)
+    return bool(
+        (state is not None and state.wrote) or session.new or session.dirty or session.deleted
+    )
 
 
 def track(

@@ -16,12 +16,15 @@ from dal.drivers.engine import driver_of
 from tests.models import User, Users
 
 
-def test_the_supported_table_is_the_driver_entries() -> None:
+def test_the_supported_tables_are_the_driver_entries() -> None:
     assert {"sqlite", "postgresql"} <= set(config.SUPPORTED)
-    assert sum(map(len, config.SUPPORTED.values())) == len(drivers.DRIVERS)
+    assert {"sqlite", "postgresql"} <= set(config.SUPPORTED_ASYNC)
+    tables = (config.SUPPORTED, config.SUPPORTED_ASYNC)
+    assert sum(len(names) for table in tables for names in table.values()) == len(drivers.DRIVERS)
     for entry in drivers.DRIVERS:
         assert drivers.lookup(entry.backend, entry.driver) is entry
-        assert entry.driver in config.SUPPORTED[entry.backend]
+        table = config.SUPPORTED_ASYNC if entry.is_async else config.SUPPORTED
+        assert entry.driver in table[entry.backend]
 
 
 def test_a_url_without_a_driver_gets_the_backends_first_entry() -> None:
@@ -35,7 +38,15 @@ def test_an_unsupported_driver_names_every_entry() -> None:
     with pytest.raises(dal.ConfigError) as caught:
         config.resolve_url("postgresql+pg8000://app@127.0.0.1/app")
     for entry in drivers.DRIVERS:
-        assert entry.name in str(caught.value)
+        assert (entry.name in str(caught.value)) is not entry.is_async
+
+
+def test_an_async_url_gets_an_async_driver_and_a_sync_one_is_refused() -> None:
+    url = config.resolve_url("postgresql://app@127.0.0.1/app", is_async=True)
+    assert url.drivername == "postgresql+asyncpg"
+    assert config.resolve_url(None, is_async=True).drivername == "sqlite+aiosqlite"
+    with pytest.raises(dal.ConfigError, match=r"AsyncDatabase supports .*postgresql\+asyncpg"):
+        config.resolve_url("postgresql+psycopg2://app@127.0.0.1/app", is_async=True)
 
 
 def test_the_transaction_probe_sees_a_transaction_open_and_ended(db: dal.Database) -> None:

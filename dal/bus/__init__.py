@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from psycopg2.extensions import STATUS_READY, TRANSACTION_STATUS_INERROR
-from sqlalchemy import Engine
+from sqlalchemy.engine import URL
 
 from ..store.cache import Store
 from ..store.keys import table_key
@@ -52,11 +52,13 @@ _CONNECT_DEFAULTS = {
 }
 
 
-def connector(engine: Engine) -> Callable[[], Any]:
-    """Opens a plain psycopg2 connection with the engine's own connect arguments."""
+def connector(url: URL) -> Callable[[], Any]:
+    """Opens a plain psycopg2 connection to ``url``, whatever its driver (asyncpg too),
+    with the arguments psycopg2's dialect makes of it."""
     import psycopg2
 
-    args, kwargs = engine.dialect.create_connect_args(engine.url)
+    url = url.set(drivername="postgresql+psycopg2")
+    args, kwargs = url.get_dialect()().create_connect_args(url)
     options = {**_CONNECT_DEFAULTS, **kwargs}
 
     def connect() -> Any:

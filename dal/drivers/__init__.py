@@ -23,7 +23,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
-from . import mysql
+from . import adapters, mysql
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Dialect, Engine
@@ -201,11 +201,48 @@ MYSQL_PYMYSQL = Driver(
 )
 
 
+# -- asyncio adapters, for AsyncDatabase: see dal.drivers.adapters ----------------------
+
+
+def _aiosqlite_check() -> None:
+    _sqlite_check()
+    adapters.requires("aiosqlite")()
+
+
+# The adapter reads every row at execute, so an autocommit RETURNING write has
+# committed by the time its statement's events run: no need to read it early.
+SQLITE_AIOSQLITE = Driver(
+    backend="sqlite",
+    driver="aiosqlite",
+    in_transaction=adapters.aiosqlite_in_transaction,
+    on_connect=sqlite_pragmas,
+    connect_args=_sqlite_args,
+    check=_aiosqlite_check,
+    rollback_when_idle=False,  # each ROLLBACK is a hop to aiosqlite's thread
+    is_async=True,
+)
+
+POSTGRESQL_ASYNCPG = Driver(
+    backend="postgresql",
+    driver="asyncpg",
+    in_transaction=adapters.asyncpg_in_transaction,
+    read_mode=adapters.asyncpg_autocommit,
+    check=adapters.requires("asyncpg"),
+    is_async=True,
+)
+
+
 # -- the table -----------------------------------------------------------------------
 
-#: Every supported driver; the first entry of a backend is the one a URL without a
-#: driver gets.
-DRIVERS: tuple[Driver, ...] = (SQLITE, POSTGRESQL_PSYCOPG2, MYSQL_PYMYSQL)
+#: Every supported driver; the first entry of a backend (sync or async) is the one a
+#: URL without a driver gets.
+DRIVERS: tuple[Driver, ...] = (
+    SQLITE,
+    POSTGRESQL_PSYCOPG2,
+    MYSQL_PYMYSQL,
+    SQLITE_AIOSQLITE,
+    POSTGRESQL_ASYNCPG,
+)
 
 
 def lookup(backend: str, driver: str) -> Driver | None:

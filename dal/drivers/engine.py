@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.pool import QueuePool
 
 from ..config import Settings
 from ..tracking.invalidation import Tracker
-from . import Driver, lookup
+from . import Driver, adapters, lookup
 
-__all__ = ["PoolCounters", "create", "driver_of"]
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+__all__ = ["PoolCounters", "create", "create_async", "driver_of"]
 
 
 class PoolCounters:
@@ -36,19 +39,43 @@ def driver_of(settings: Settings) -> Driver:
     return entry
 
 
+def _options(settings: Settings, driver: Driver) -> dict[str, Any]:
+    """``create_engine`` arguments from the settings, the same for sync and async."""
+    return {
+        "pool_size": settings.pool_size,
+        "max_overflow": -1 if settings.max_overflow is None else settings.max_overflow,
+        "pool_timeout": settings.pool_timeout,
+        "pool_recycle": -1 if settings.pool_recycle is None else settings.pool_recycle,
+        "pool_pre_ping": settings.pool_pre_ping,
+        "connect_args": driver.connect_args(settings),
+    }
+
+
 def create(settings: Settings, driver: Driver, tracker: Tracker, counters: PoolCounters) -> Engine:
     """An engine whose commits, whatever sends them, are reported to ``tracker``."""
     driver.check()
-    engine = create_engine(
-        settings.url,
-        poolclass=QueuePool,
-        pool_size=settings.pool_size,
-        max_overflow=-1 if settings.max_overflow is None else settings.max_overflow,
-        pool_timeout=settings.pool_timeout,
-        pool_recycle=-1 if settings.pool_recycle is None else settings.pool_recycle,
-        pool_pre_ping=settings.pool_pre_ping,
-        connect_args=driver.connect_args(settings),
+    engine = create_engine(settings.url, poolclass=QueuePool, **_options(settings, driver))
+    _instrument(engine, driver, tracker, counters)
+    return engine
+
+
+def create_async(
+    settings: Settings, driver: Driver, tracker: Tracker, counters: PoolCounters
+) -> AsyncEngine:
+    """``create`` for an asyncio driver: the listeners go on its ``sync_engine``."""
+    driver.check()
+    from sqlalchemy.ext.asyncio import create_async_engine
+    from sqlalchemy.pool import AsyncAdaptedQueuePool
+
+    engine = create_async_engine(
+        settings.url, poolclass=AsyncAdaptedQueuePool, **_options(settings, driver)
     )
+    adapters.translate_connect_errors(engine.sync_engine.dialect)
+    _instrument(engine.sync_engine, driver, tracker, counters)
+    return engine
+
+
+def _instrument(engine: Engine, driver: Driver, tracker: Tracker, counters: PoolCounters) -> None:
     tracker.hook(engine.dialect)
     event.listen(engine, "connect", counters.on_connect)
     event.listen(engine, "invalidate", counters.on_invalidate)
@@ -59,4 +86,3 @@ def create(settings: Settings, driver: Driver, tracker: Tracker, counters: PoolC
     event.listen(engine, "handle_error", tracker.handle_error)
     if driver.setup is not None:
         driver.setup(engine)  # after dal's own listeners: they run first
-    return engine

@@ -1,0 +1,183 @@
+"""AsyncDatabase: an ``AsyncEngine`` and ``AsyncSession``s over the core ``Database`` uses.
+
+Every read and write runs the core's sync path in one greenlet on
+``AsyncEngine.sync_engine`` (``greenlet_spawn``): the driver's awaits happen on the
+event loop, nothing blocks it, and the tracking seam, the retry and the error
+boundary are the sync ones. An AsyncDatabase belongs to the first event loop that
+uses it (its pooled connections do); another loop gets a ConfigError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.orm import Session
+from sqlalchemy.util import await_only, greenlet_spawn
+
+from ..core import Core
+from ..drivers import Driver
+from ..drivers import engine as engines
+from ..drivers.pkread import PkRead
+from ..errors import ConfigError
+from .tasks import finish
+
+__all__ = ["AsyncDatabase"]
+
+T = TypeVar("T")
+
+#: The key, in a ``session()``'s sync Session ``info``, of the AsyncSession around it.
+_ASYNC = "dal_async_session"
+
+
+class AsyncDatabase(Core):
+    """``Database`` for asyncio: the same settings, cache and guarantees, awaited."""
+
+    is_async = True
+    _engine: AsyncEngine
+
+    def _create_engine(self, driver: Driver) -> Engine:
+        if self.settings.invalidation is not None:
+            raise ConfigError("AsyncDatabase does not support invalidation='postgres' yet")
+        self._engine = engines.create_async(
+            self.settings, driver, self._tracker, self._pool_counters
+        )
+        #: The event loop this database's connections belong to: the first that used it.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_lock = threading.Lock()
+        return self._engine.sync_engine
+
+    # -- public -------------------------------------------------------------------
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The SQLAlchemy ``AsyncEngine``; its pool is the connection pool."""
+        self._check_loop()
+        self._check_open()
+        return self._engine
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """An ``AsyncSession``: commits on exit, rolls back on error, invalidates after
+        the commit, and joins an outer ``session()`` of the same task (a SAVEPOINT)
+        as ``Database.session`` does. Reads of this task inside it see its writes."""
+        self._check_loop()
+        self._check_open()
+        outer = self._active.get()
+        if outer is not None:
+            async with self._savepoint(outer):
+                yield outer.info[_ASYNC]
+            return
+        session = AsyncSession(
+            self._engine, expire_on_commit=False, sync_session_class=self._sessions.class_
+        )
+        session.sync_session.info[_ASYNC] = session
+        token = self._session_opened(session.sync_session)
+        try:
+            with self._boundary():
+                try:
+                    yield session
+                    with self._boundary(os_errors=True):
+                        await session.commit()  # raises if a caught failure lost it
+                except BaseException:
+                    # To its end even if this task is cancelled meanwhile: a rollback
+                    # cut short leaves the connection out of the pool.
+                    await finish(session.rollback())
+                    raise
+        finally:
+            self._session_ended(token)
+            await finish(session.close())
+
+    async def close(self) -> None:
+        """Drop the cache and close every pooled connection; later calls raise."""
+        self._check_loop()
+        if self._closing():
+            await self._engine.dispose()
+
+    async def __aenter__(self) -> AsyncDatabase:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -- for the async repositories and cached queries ----------------------------------
+
+    def _check_loop(self) -> None:
+        """Raise ConfigError on any event loop but this database's (cheap: hit paths)."""
+        if asyncio._get_running_loop() is not self._loop:
+            self._bind_loop()
+
+    def _bind_loop(self) -> None:
+        loop = asyncio._get_running_loop()
+        if loop is None:  # called outside any loop: nothing of the pool is touched
+            return
+        with self._loop_lock:
+            if self._loop is None:
+                self._loop = loop
+            first = self._loop
+        if first is not loop:
+            raise ConfigError(
+                f"{self!r} was first used on event loop {first!r} and its pooled "
+                f"connections belong to it; it cannot be used on {loop!r}. Make one "
+                "AsyncDatabase per event loop (e.g. inside the function asyncio.run runs)"
+            )
+
+    async def _read(self, query: Callable[[Connection], T]) -> T:
+        """``Database._read``: a sync Core read (``query(connection)``) on a pooled
+        connection in read mode, outside any transaction, retried once if the
+        connection was dead, errors translated."""
+        self._check_loop()
+        return await greenlet_spawn(self._read_sync, query)
+
+    async def _read_raw(self, reader: PkRead, run: Callable[[Any], T]) -> T:
+        """``Database._read_raw``: ``run(cursor)`` on a pooled DBAPI connection (Core's
+        events when somebody listens)."""
+        self._check_loop()
+        return await greenlet_spawn(self._read_raw_sync, reader, run)
+
+    async def _write(self, statement: Callable[[Connection], T]) -> T:
+        """``Database._write``: ``statement(connection)`` in its own transaction, or in
+        the task's open ``session()``; invalidation follows the real commit."""
+        self._check_loop()
+        return await greenlet_spawn(self._write_sync, statement)
+
+    async def _read_in_session(self, query: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """``_read`` for code that wants an ``AsyncSession`` (an async cached query)."""
+        self._check_loop()
+
+        def run(conn: Connection) -> T:
+            return await_only(self._on_session(conn, query))
+
+        return await greenlet_spawn(self._read_sync, run)
+
+    async def _on_session(
+        self, conn: Connection, query: Callable[[AsyncSession], Awaitable[T]]
+    ) -> T:
+        session = AsyncSession(bind=AsyncConnection(self._engine, conn), expire_on_commit=False)
+        try:
+            return await query(session)
+        finally:
+            await finish(session.close())
+
+    def _writing_session(self) -> AsyncSession | None:
+        """The task's open ``session()`` if it has written anything, else None."""
+        session = self._writing_sync_session()
+        return None if session is None else session.info[_ASYNC]
+
+    @asynccontextmanager
+    async def _savepoint(self, outer: Session) -> AsyncIterator[None]:
+        """A nested ``session()``: a SAVEPOINT in the outer one's transaction."""
+        session: AsyncSession = outer.info[_ASYNC]
+        with self._boundary(os_errors=True):
+            nested, depth = await session.run_sync(self._open_savepoint)
+            try:
+                yield
+            except BaseException:
+                await finish(session.run_sync(self._close_savepoint, nested, depth, True))
+                raise
+            await session.run_sync(self._close_savepoint, nested, depth, False)

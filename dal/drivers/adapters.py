@@ -1,0 +1,97 @@
+"""SQLAlchemy's asyncio adapters (asyncpg, aiosqlite): the probes their driver entries use.
+
+The pool hands dal an adapted connection (``AsyncAdapt_*_connection``) whose sync
+methods await the driver inside the greenlet SQLAlchemy runs them in. These probes
+read the driver connection's own state (``driver_connection``) and never await, so
+the seam can ask them anywhere: in an event, in ``do_commit``, outside a greenlet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Dialect
+    from sqlalchemy.pool import PoolProxiedConnection
+
+__all__ = [
+    "aiosqlite_in_transaction",
+    "asyncpg_autocommit",
+    "asyncpg_in_transaction",
+    "requires",
+    "translate_connect_errors",
+]
+
+
+def requires(*modules: str) -> Callable[[], None]:
+    """A driver check: import ``modules`` now, so a missing one names the extra to install."""
+
+    def check() -> None:
+        for name in ("greenlet", *modules):
+            try:
+                importlib.import_module(name)
+            except ImportError as exc:
+                raise ConfigError(
+                    f"dal.AsyncDatabase needs the {name} package, which is not installed: "
+                    "pip install 'sqlalchemy-dal[async]'"
+                ) from exc
+
+    return check
+
+
+def translate_connect_errors(dialect: Dialect) -> None:
+    """Make a refused or timed-out connect the driver's OperationalError.
+
+    asyncpg raises the socket's own ``ConnectionRefusedError`` (an OSError) or
+    ``asyncio.TimeoutError``, which SQLAlchemy passes through untouched: no
+    ``handle_error`` listener sees it and the error boundary would let it out raw.
+    As the driver's DBAPI error, Core wraps it like any other connect failure.
+    Shadows ``connect`` on this engine's dialect instance only.
+    """
+    real_connect = dialect.connect
+
+    def connect(*cargs: Any, **cparams: Any) -> Any:
+        try:
+            return real_connect(*cargs, **cparams)
+        except (OSError, asyncio.TimeoutError) as exc:
+            reason = str(exc) or type(exc).__name__
+            raise dialect.loaded_dbapi.OperationalError(f"cannot connect: {reason}") from exc
+
+    dialect.connect = connect  # type: ignore[method-assign]
+
+
+# -- asyncpg -----------------------------------------------------------------------------
+
+
+def asyncpg_in_transaction(dbapi_connection: Any) -> bool:
+    """The server's view (asyncpg tracks it per message): the adapter begins lazily."""
+    conn = dbapi_connection.driver_connection
+    return not conn.is_closed() and bool(conn.is_in_transaction())
+
+
+@contextmanager
+def asyncpg_autocommit(connection: PoolProxiedConnection) -> Iterator[None]:
+    """Without it the adapter sends BEGIN before a read; its ``autocommit`` flag is a
+    client-side switch, no round trip either way."""
+    dbapi_connection: Any = connection.dbapi_connection
+    dbapi_connection.autocommit = True
+    try:
+        yield
+    finally:
+        dbapi_connection.autocommit = False
+
+
+# -- aiosqlite ---------------------------------------------------------------------------
+
+
+def aiosqlite_in_transaction(dbapi_connection: Any) -> bool:
+    try:
+        return bool(dbapi_connection.driver_connection.in_transaction)
+    except ValueError:  # aiosqlite: "no active connection", closed: nothing is open
+        return False

@@ -1,0 +1,71 @@
+"""Helpers for the AsyncDatabase tests: a cached entry to watch, and a pause at an await.
+
+``Names`` is the smallest read-through cache over an AsyncDatabase's store (what
+``AsyncRepository`` builds on): a test caches a value, writes, and sees whether the
+entry was dropped. ``Pause`` parks a task at an exact await inside dal, from a sync
+SQLAlchemy event that runs in the task's greenlet, so a test can cancel it there
+without sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.util import await_only
+
+from dal import AsyncDatabase
+from dal.store.keys import table_key
+from tests.models import User
+
+__all__ = ["Names", "Pause"]
+
+
+class Names:
+    """``users.name`` by id through ``db._read``, cached in ``db._store``; any write to
+    users drops every entry (a table-wide namespace)."""
+
+    def __init__(self, db: AsyncDatabase) -> None:
+        self.db = db
+        self.ns = db._store.namespace(("tests", "names"), "names", [table_key("users")], None)
+
+    def cached(self, pk: int) -> bool:
+        return pk in self.ns.entries
+
+    async def get(self, pk: int) -> str | None:
+        slot = self.ns.entries.get(pk)
+        if slot is not None:
+            return slot.value  # type: ignore[no-any-return]
+        value = await self.fetch(pk)
+        self.db._store.put(self.ns, (self.ns, pk), value)
+        return value
+
+    async def fetch(self, pk: int) -> str | None:
+        """The committed name, uncached."""
+        statement = select(User.name).where(User.id == pk)
+        return await self.db._read(lambda conn: conn.execute(statement).scalar())
+
+
+class Pause:
+    """``hook(*args)`` parks the calling task (inside a greenlet) until ``release()``.
+
+    ``reached`` is set when a task is parked; ``times`` counts the hooks passed, and
+    ``skip`` lets the first few through.
+    """
+
+    def __init__(self, skip: int = 0) -> None:
+        self.reached = asyncio.Event()
+        self._go = asyncio.Event()
+        self.skip = skip
+        self.times = 0
+
+    def hook(self, *args: Any, **kwargs: Any) -> None:
+        self.times += 1
+        if self.times <= self.skip:
+            return
+        self.reached.set()
+        await_only(self._go.wait())
+
+    def release(self) -> None:
+        self._go.set()
