@@ -9,6 +9,7 @@ set, where they fail.
 
 from __future__ import annotations
 
+import importlib
 import os
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -30,7 +31,12 @@ if TYPE_CHECKING:
     from dal import AsyncDatabase, Database
 
 POSTGRES_FIXTURES = frozenset({"postgres_admin_url", "postgres_url", "pg_db", "pg_adb"})
-MYSQL_FIXTURES = frozenset({"mysql_admin_url", "mysql_url", "mysql_db"})
+MYSQL_FIXTURES = frozenset({"mysql_admin_url", "mysql_url", "mysqldb_url", "mysql_db"})
+
+#: The MySQL drivers dal supports, with the module each imports. The contract suite runs
+#: on the one ``$DAL_TEST_MYSQL_URL`` names (PyMySQL by default); the tests of what an
+#: entry does itself (test_mysql.py, test_drivers.py) run on each.
+MYSQL_DRIVERS = {"pymysql": "pymysql", "mysqldb": "MySQLdb"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -139,7 +145,9 @@ def mysql_url(mysql_admin_url: str) -> Iterator[str]:
             cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
     finally:
         admin.close()
-    url = make_url(mysql_admin_url).set(drivername="mysql+pymysql", database=name)
+    driver = mysqlserver.driver()
+    require_mysql_driver(driver)
+    url = make_url(mysql_admin_url).set(drivername=f"mysql+{driver}", database=name)
     try:
         yield url.render_as_string(hide_password=False)
     finally:
@@ -151,6 +159,34 @@ def mysql_url(mysql_admin_url: str) -> Iterator[str]:
                 cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
         finally:
             admin.close()
+
+
+def require_mysql_driver(driver: str) -> None:
+    """Skip a test on ``mysql+<driver>`` whose module is missing; under CI=true, fail it."""
+    try:
+        importlib.import_module(MYSQL_DRIVERS[driver])
+    except ImportError:
+        message = f"mysql+{driver}: {MYSQL_DRIVERS[driver]} is not installed" + (
+            " (pip install -e '.[mysqlclient]'; it builds against the client headers:"
+            " Debian libmariadb-dev and pkg-config)"
+            if driver == "mysqldb"
+            else ""
+        )
+        if mysqlserver.in_ci():
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+
+
+def with_mysql_driver(url: str, driver: str) -> str:
+    """``url`` on ``mysql+<driver>``, once the driver is known to be installed."""
+    require_mysql_driver(driver)
+    return make_url(url).set(drivername=f"mysql+{driver}").render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def mysqldb_url(mysql_url: str) -> str:
+    """The test database on mysqlclient (``mysql+mysqldb``)."""
+    return with_mysql_driver(mysql_url, "mysqldb")
 
 
 def _kill_mysql_sessions(conn: Any, database: str) -> None:
@@ -178,16 +214,22 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 #: db_url's param -> the fixture that gives its URL.
-BACKEND_URLS = {"sqlite": "sqlite_url", "postgres": "postgres_url", "mysql": "mysql_url"}
+BACKEND_URLS = {
+    "sqlite": "sqlite_url",
+    "postgres": "postgres_url",
+    "mysql": "mysql_url",
+    "mysqldb": "mysqldb_url",
+}
+
+#: db_url's params: each backend once (MySQL on ``mysql_url``'s driver).
+BACKENDS = [
+    "sqlite",
+    pytest.param("postgres", marks=pytest.mark.postgres),
+    pytest.param("mysql", marks=pytest.mark.mysql),
+]
 
 
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param("postgres", marks=pytest.mark.postgres),
-        pytest.param("mysql", marks=pytest.mark.mysql),
-    ],
-)
+@pytest.fixture(params=BACKENDS)
 def db_url(request: pytest.FixtureRequest) -> str:
     """The URL of each backend in turn: the contract suite runs once per backend."""
     # getfixturevalue, not a fixture argument: the SQLite run must not look for a server.

@@ -4,7 +4,8 @@ Discovery order (first that answers wins):
 
 1. ``$DAL_TEST_MYSQL_URL``: a server whose user may ``CREATE DATABASE``. When it is
    set, nothing else is tried: a server asked for by name that does not answer is an
-   error, not a reason to test against some other server.
+   error, not a reason to test against some other server. The driver it names
+   (``mysql+mysqldb://...``) is the one the tests' URLs use; PyMySQL by default.
 2. A server on 127.0.0.1:3306, user ``root``, no password.
 3. A throwaway server: ``mariadb-install-db`` into a temporary directory, then
    ``mariadbd`` on a free port, stopped and deleted at the end of the session.
@@ -37,6 +38,7 @@ __all__ = [
     "ThrowawayServer",
     "connect",
     "discover",
+    "driver",
     "find_binaries",
     "in_ci",
     "ping",
@@ -214,6 +216,12 @@ class ThrowawayServer:
             if self.root is not None:
                 shutil.rmtree(self.root, ignore_errors=True)
                 self.root = None
+
+
+def driver() -> str:
+    """The driver the tests' MySQL URLs use: the one ``$DAL_TEST_MYSQL_URL`` names, else PyMySQL."""
+    env_url = os.environ.get(ENV_URL)
+    return (make_url(env_url).drivername.partition("+")[2] if env_url else "") or "pymysql"
 
 
 def discover() -> tuple[str, ThrowawayServer | None]:

@@ -1,17 +1,17 @@
 """A counting double for SQL: records every statement an engine's connections send.
 
 It counts below SQLAlchemy, on the DBAPI connection (SQLite's trace callback, a
-psycopg2 cursor class, PyMySQL's command writer), installed as each pooled connection
-is checked out. So it
-sees every statement that reaches the database, whichever way it was sent: through
-SQLAlchemy's execution, or straight on a pooled DBAPI cursor as dal's cheapest
-reads are.
+psycopg2 cursor class, PyMySQL's command writer, mysqlclient's query and transaction
+calls), installed as each pooled connection is checked out. So it sees every statement
+that reaches the database, whichever way it was sent: through SQLAlchemy's execution,
+or straight on a pooled DBAPI cursor as dal's cheapest reads are.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import event
@@ -20,8 +20,8 @@ from sqlalchemy.engine import Engine
 __all__ = ["StatementLog"]
 
 
-def _is_pymysql(dbapi_connection: Any) -> bool:
-    return any(c.__module__.startswith("pymysql.") for c in type(dbapi_connection).__mro__)
+def _is_from(package: str, dbapi_connection: Any) -> bool:
+    return any(c.__module__.startswith(f"{package}.") for c in type(dbapi_connection).__mro__)
 
 
 class StatementLog:
@@ -51,8 +51,10 @@ class StatementLog:
     def _instrument(self, dbapi_connection: Any, record: Any, proxy: Any) -> None:
         if isinstance(dbapi_connection, sqlite3.Connection):
             dbapi_connection.set_trace_callback(self._record)
-        elif _is_pymysql(dbapi_connection):
+        elif _is_from("pymysql", dbapi_connection):
             self._instrument_pymysql(dbapi_connection)
+        elif _is_from("MySQLdb", dbapi_connection):
+            self._instrument_mysqldb(dbapi_connection)
         else:
             dbapi_connection.cursor_factory = self._psycopg2_cursor()
 
@@ -73,6 +75,35 @@ class StatementLog:
             return send(dbapi_connection, command, sql)
 
         dbapi_connection._execute_command = execute_command
+        dbapi_connection._dal_statement_log = self
+
+    def _instrument_mysqldb(self, dbapi_connection: Any) -> None:
+        # mysqlclient's cursors and begin() send SQL through query(); COMMIT, ROLLBACK
+        # and SET AUTOCOMMIT go through the C client's own calls, wrapped one by one.
+        if getattr(dbapi_connection, "_dal_statement_log", None) is self:
+            return
+        cls, record = type(dbapi_connection), self._record
+
+        def query(sql: Any) -> Any:
+            record(sql if isinstance(sql, str) else bytes(sql).decode(errors="replace"))
+            return cls.query(dbapi_connection, sql)
+
+        def sends(statement: str, method: Callable[..., Any]) -> Callable[[], Any]:
+            def send() -> Any:
+                record(statement)
+                return method(dbapi_connection)
+
+            return send
+
+        def autocommit(on: bool) -> Any:
+            if dbapi_connection.get_autocommit() != bool(on):
+                record(f"SET AUTOCOMMIT = {int(bool(on))}")
+            return cls.autocommit(dbapi_connection, on)
+
+        dbapi_connection.query = query
+        dbapi_connection.commit = sends("COMMIT", cls.commit)
+        dbapi_connection.rollback = sends("ROLLBACK", cls.rollback)
+        dbapi_connection.autocommit = autocommit
         dbapi_connection._dal_statement_log = self
 
     def _psycopg2_cursor(self) -> type:

@@ -6,6 +6,7 @@ import pytest
 
 from benchmarks import data
 from benchmarks.drivers import FLOORS, QueryCounter, make_engine
+from tests.conftest import with_mysql_driver
 
 
 @pytest.fixture(
@@ -16,7 +17,9 @@ from benchmarks.drivers import FLOORS, QueryCounter, make_engine
     ]
 )
 def bench_url(request: pytest.FixtureRequest) -> str:
-    return str(request.getfixturevalue(f"{request.param}_url"))
+    url = str(request.getfixturevalue(f"{request.param}_url"))
+    # The benchmark's MySQL floor and query counter are PyMySQL's, whatever the suite runs on.
+    return with_mysql_driver(url, "pymysql") if request.param == "mysql" else url
 
 
 def test_the_raw_floor_reads_rows_by_key_and_leaves_the_connection_as_it_was(
@@ -71,7 +74,7 @@ def test_the_postgresql_floor_is_a_server_side_prepared_statement(postgres_url: 
 @pytest.mark.mysql
 def test_the_query_counter_sees_pymysql_statements_below_sqlalchemy(mysql_url: str) -> None:
     # dal reads a miss on the pooled DBAPI cursor: a SQLAlchemy event would not see it.
-    engine = make_engine(mysql_url, pool_size=5)
+    engine = make_engine(with_mysql_driver(mysql_url, "pymysql"), pool_size=5)
     counter = QueryCounter(engine)
     try:
         conn = engine.raw_connection()

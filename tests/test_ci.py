@@ -13,16 +13,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def ci(script: str, tmp_path: Path, pytest_exit: int = 0) -> subprocess.CompletedProcess[str]:
-    """Run ``script`` after sourcing .ci/lib.sh, with a pytest that exits ``pytest_exit``."""
-    fake = tmp_path / "bin" / "pytest"
-    fake.parent.mkdir(exist_ok=True)
-    fake.write_text(f"#!/bin/sh\necho fake pytest\nexit {pytest_exit}\n", encoding="utf-8")
-    fake.chmod(0o755)
+def ci(
+    script: str, tmp_path: Path, pytest_exit: int = 0, **commands: str
+) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` after sourcing .ci/lib.sh, with a pytest that exits ``pytest_exit``
+    and stand-ins for ``commands`` (name -> shell script body) first on ``PATH``."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    commands.setdefault("pytest", f"echo fake pytest\nexit {pytest_exit}")
+    for name, body in commands.items():
+        fake = bin_dir / name.replace("_", "-")
+        fake.write_text(f"#!/bin/sh\n{body}\n", encoding="utf-8")
+        fake.chmod(0o755)
     return subprocess.run(
         ["bash", "-c", f"set -euo pipefail\nsource .ci/lib.sh\n{script}"],
         cwd=ROOT,
-        env={"PATH": f"{fake.parent}:/usr/bin:/bin"},
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin"},
         capture_output=True,
         text=True,
         timeout=60,
@@ -101,3 +107,62 @@ def test_the_lowest_versions_are_pyprojects_floors() -> None:
     assert pins["cachetools"] == floors["cachetools"]
     # No wheel below 2.9.5 for the CI Python; see .ci/lowest.txt.
     assert pins["psycopg2-binary"] >= floors["psycopg2-binary"]
+
+
+# --- mysqlclient: its build headers, installed when missing and possible -------------------
+
+#: pkg-config that knows "mariadb" once the stand-in apt-get has "installed" it.
+PKG_CONFIG = 'test "$2" = mariadb && test -e "{state}"'
+#: apt-get that logs its arguments and exits ``status``; an install that succeeds
+#: "installs" the headers.
+APT_GET = (
+    'echo "apt-get $*" >> "{log}"\n[ "$1/{status}" = install/0 ] && touch "{state}"\nexit {status}'
+)
+
+
+def _headers(tmp_path: Path, *, present: bool, uid: int, apt_status: int = 0) -> tuple[str, Path]:
+    state, log = tmp_path / "headers", tmp_path / "apt.log"
+    if present:
+        state.touch()
+    done = ci(
+        "ci_extras",
+        tmp_path,
+        pkg_config=PKG_CONFIG.format(state=state),
+        apt_get=APT_GET.format(log=log, state=state, status=apt_status),
+        id=f"echo {uid}",
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip(), log
+
+
+def test_with_the_headers_mysqlclient_is_installed_and_nothing_else_is(tmp_path: Path) -> None:
+    extras, apt = _headers(tmp_path, present=True, uid=0)
+    assert extras == "test,mysqlclient"
+    assert not apt.exists()
+
+
+def test_missing_headers_are_installed_with_apt_get_as_root(tmp_path: Path) -> None:
+    extras, apt = _headers(tmp_path, present=False, uid=0)
+    assert extras == "test,mysqlclient"
+    assert apt.read_text().splitlines() == ["apt-get install -y -q libmariadb-dev pkg-config"]
+
+
+def test_an_install_that_fails_is_retried_after_an_update_then_given_up(tmp_path: Path) -> None:
+    extras, apt = _headers(tmp_path, present=False, uid=0, apt_status=100)
+    assert extras == "test"  # the mysqlclient tests then fail under CI=true
+    assert [line.split()[1] for line in apt.read_text().splitlines()] == ["install", "update"]
+
+
+def test_without_root_missing_headers_leave_mysqlclient_out(tmp_path: Path) -> None:
+    extras, apt = _headers(tmp_path, present=False, uid=1000)
+    assert extras == "test"
+    assert not apt.exists()
+
+
+def test_both_virtualenvs_install_the_extras_ci_chose() -> None:
+    run = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    lib = (ROOT / ".ci" / "lib.sh").read_text(encoding="utf-8")
+    assert "extras=$(ci_extras)" in run
+    # Chosen (and apt-get run) once, before either virtualenv is made.
+    assert run.index("extras=$(ci_extras)") < run.index("install .venv")
+    assert '-e ".[$extras]"' in lib and "\nextras=test\n" in lib

@@ -13,7 +13,14 @@ from sqlalchemy import create_engine, text, update
 import dal
 from dal import config, drivers
 from dal.drivers.engine import driver_of
+from tests.conftest import BACKEND_URLS, BACKENDS
 from tests.models import User, Users
+
+
+@pytest.fixture(params=[*BACKENDS, pytest.param("mysqldb", marks=pytest.mark.mysql)])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """Each backend, and each MySQL driver: the probes are each entry's own."""
+    return str(request.getfixturevalue(BACKEND_URLS[request.param]))
 
 
 def test_the_supported_tables_are_the_driver_entries() -> None:

@@ -140,7 +140,7 @@ def test_unhashable_primary_key_is_rejected(db: dal.Database, statements: Statem
     [
         ("not a url", "not a url"),
         ("postgresql+asyncpg://app@127.0.0.1/app", "postgresql+asyncpg"),
-        ("mysql+mysqldb://app@127.0.0.1/app", "mysql+mysqldb"),
+        ("mysql+mysqlconnector://app@127.0.0.1/app", "mysql+mysqlconnector"),
         ("sqlite://", "in-memory"),
         ("sqlite:///:memory:", "in-memory"),
     ],

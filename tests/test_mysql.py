@@ -19,15 +19,25 @@ from sqlalchemy.engine import make_url
 import dal
 from dal.drivers import mysql as mysql_backend
 from tests import mysqlserver
+from tests.conftest import MYSQL_DRIVERS, with_mysql_driver
 from tests.models import User, Users
 from tests.sqllog import StatementLog
 
 pytestmark = pytest.mark.mysql
 
+#: Everything here is what a MySQL driver entry does itself: each test runs on each driver.
+DRIVERS = list(MYSQL_DRIVERS)
+
 users_table: Any = User.__table__
 
 #: Per-session server counters that tell what one connection sent.
 COUNTERS = ("Questions", "Com_select", "Com_begin", "Com_commit", "Com_rollback")
+
+
+@pytest.fixture(params=DRIVERS)
+def mysql_url(request: pytest.FixtureRequest, mysql_url: str) -> str:
+    """The session's test database, on each MySQL driver in turn."""
+    return with_mysql_driver(mysql_url, request.param)
 
 
 @pytest.fixture
@@ -362,10 +372,9 @@ def test_a_write_on_a_killed_connection_is_a_database_error(
 def test_lost_connection_errors_count_as_disconnects(
     mysql_db: dal.Database, code: int, message: str
 ) -> None:
-    import pymysql
-
-    error = pymysql.err.OperationalError(code, message)
-    assert mysql_db.engine.dialect.is_disconnect(error, None, None)
+    dialect = mysql_db.engine.dialect
+    error = dialect.loaded_dbapi.OperationalError(code, message)  # the driver's own class
+    assert dialect.is_disconnect(error, None, None)
 
 
 def test_duplicate_key_is_an_integrity_error(mysql_db: dal.Database) -> None:
@@ -395,19 +404,15 @@ def test_the_postgres_bus_on_mysql_is_a_config_error(mysql_url: str) -> None:
         dal.Database(mysql_url, invalidation="postgres")
 
 
-def test_mysqlclient_urls_are_refused_with_the_supported_driver(mysql_url: str) -> None:
-    url = make_url(mysql_url).set(drivername="mysql+mysqldb")
-    with pytest.raises(dal.ConfigError, match=r"mysql\+pymysql"):
-        dal.Database(url)
-
-
-def test_a_missing_pymysql_is_a_config_error_saying_what_to_install(
+def test_a_missing_driver_is_a_config_error_saying_what_to_install(
     mysql_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import sys
 
-    monkeypatch.setitem(sys.modules, "pymysql", None)  # as if not installed
-    with pytest.raises(dal.ConfigError, match=r"dal\[mysql\]"):
+    driver = make_url(mysql_url).get_driver_name()
+    monkeypatch.setitem(sys.modules, MYSQL_DRIVERS[driver], None)  # as if not installed
+    extra = {"pymysql": "mysql", "mysqldb": "mysqlclient"}[driver]
+    with pytest.raises(dal.ConfigError, match=rf"dal\[{extra}\]"):
         dal.Database(mysql_url)
 
 

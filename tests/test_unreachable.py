@@ -1,12 +1,13 @@
 """Promise 8 when the database cannot be reached at all: every public call raises
 ``dal.DatabaseError`` chained to the driver's error, and nothing is cached.
 
-A PostgreSQL URL to a port nobody listens on, and SQLite files that cannot be opened
-(a path in a missing directory, a directory).
+PostgreSQL and MySQL (each driver) URLs to a port nobody listens on, and SQLite files
+that cannot be opened (a path in a missing directory, a directory).
 """
 
 from __future__ import annotations
 
+import importlib
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from sqlalchemy import select, text
 
 import dal
 from tests import pgserver
+from tests.conftest import MYSQL_DRIVERS, require_mysql_driver
 from tests.models import User, Users
 
 
@@ -51,12 +53,19 @@ CALLS: dict[str, Callable[[dal.Database], Any]] = {
 def _unreachable(kind: str, tmp_path: Path) -> tuple[str, type[BaseException]]:
     if kind == "closed-port":
         return f"postgresql://postgres@127.0.0.1:{pgserver.free_port()}/none", psycopg2.Error
+    if kind.startswith("mysql+"):  # a MySQL driver on a closed port
+        driver = kind.partition("+")[2]
+        require_mysql_driver(driver)
+        module = importlib.import_module(MYSQL_DRIVERS[driver])
+        return f"{kind}://root@127.0.0.1:{pgserver.free_port()}/none", module.Error
     if kind == "missing-directory":
         return f"sqlite:///{tmp_path}/missing/dal.db", sqlite3.Error
     return f"sqlite:///{tmp_path}", sqlite3.Error  # a directory
 
 
-@pytest.fixture(params=["closed-port", "missing-directory", "directory"])
+@pytest.fixture(
+    params=["closed-port", "mysql+pymysql", "mysql+mysqldb", "missing-directory", "directory"]
+)
 def unreachable(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[tuple[dal.Database, type[BaseException]]]:

@@ -23,7 +23,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
-from . import adapters, mysql
+from . import adapters, mysql, mysqldb
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Dialect, Engine
@@ -184,21 +184,32 @@ POSTGRESQL_PSYCOPG2 = Driver(
 )
 
 
-# -- MySQL / MariaDB (PyMySQL): see dal.drivers.mysql ------------------------------------------
+# -- MySQL / MariaDB (PyMySQL, mysqlclient): see dal.drivers.mysql ------------------------
 
-# mysqlclient (mysql+mysqldb) has no entry: it exposes the server's autocommit flag but
-# not its in-transaction flag, and without that probe a write in autocommit could not
-# be told from one inside a transaction without a round trip.
-MYSQL_PYMYSQL = Driver(
-    backend="mysql",
-    driver="pymysql",
-    in_transaction=mysql.in_transaction,
-    read_mode=mysql.read_mode,
-    connect_args=mysql.connect_args,
-    check=mysql.require_pymysql,
-    rollback_when_idle=False,
-    setup=mysql.setup,
-)
+
+def _mysql(
+    driver: str,
+    client: mysql.Client,
+    check: Callable[[], None],
+    on_connect: Callable[[Any, Any], None] | None = None,
+) -> Driver:
+    """A MySQL entry: its reads and transactions steered by ``client``'s status probe."""
+    return Driver(
+        backend="mysql",
+        driver=driver,
+        in_transaction=client.in_transaction,
+        read_mode=client.read_mode,
+        on_connect=on_connect,
+        connect_args=mysql.connect_args,
+        check=check,
+        rollback_when_idle=False,
+        setup=client.setup,
+    )
+
+
+MYSQL_PYMYSQL = _mysql("pymysql", mysql.PYMYSQL, mysql.require_pymysql)
+# mysqlclient tells whether a transaction is open only through MariaDB Connector/C.
+MYSQL_MYSQLDB = _mysql("mysqldb", mysqldb.MYSQLDB, mysqldb.check, mysqldb.check_connection)
 
 
 # -- asyncio adapters, for AsyncDatabase: see dal.drivers.adapters ----------------------
@@ -240,6 +251,7 @@ DRIVERS: tuple[Driver, ...] = (
     SQLITE,
     POSTGRESQL_PSYCOPG2,
     MYSQL_PYMYSQL,
+    MYSQL_MYSQLDB,
     SQLITE_AIOSQLITE,
     POSTGRESQL_ASYNCPG,
 )

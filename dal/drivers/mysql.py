@@ -8,7 +8,8 @@ connections in the server's autocommit mode while they are idle:
 
 - a miss is one SELECT in autocommit, its own fresh snapshot: no BEGIN before it and
   no ROLLBACK when the connection goes back to the pool (the return is skipped while
-  no transaction is open, which the server reports in every OK packet);
+  no transaction is open, which the server reports in every OK packet; a ``Client``
+  reads it from one driver, without a round trip);
 - a SQLAlchemy transaction (ORM session, ``engine.begin()``, a repository write) starts
   with an explicit ``BEGIN``, one round trip, as psycopg2's BEGIN is on PostgreSQL;
 - a statement that commits implicitly (DDL, ``TRUNCATE``, ``LOCK TABLES``) ends the
@@ -22,7 +23,7 @@ connections in the server's autocommit mode while they are idle:
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -36,17 +37,16 @@ if TYPE_CHECKING:
     from ..config import Settings
 
 __all__ = [
+    "AUTOCOMMIT",
     "MIN_MARIADB",
     "MIN_MYSQL",
-    "after_statement",
-    "begin",
+    "PYMYSQL",
+    "Client",
     "check_version",
     "connect_args",
-    "in_transaction",
     "mark_begin",
-    "read_mode",
+    "pymysql_status",
     "require_pymysql",
-    "setup",
 ]
 
 MIN_MYSQL = (8, 0)
@@ -55,7 +55,7 @@ MIN_MARIADB = (10, 5)
 
 # The server's status flags (MySQL protocol, include/mysql_com.h).
 _IN_TRANS = 0x0001
-_AUTOCOMMIT = 0x0002
+AUTOCOMMIT = 0x0002
 
 #: Keys in the pool's per-connection ``info`` dict.
 _READING = "dal_mysql_reading"
@@ -74,21 +74,8 @@ def require_pymysql() -> None:
 
 
 def connect_args(settings: Settings) -> dict[str, Any]:
-    """PyMySQL sends ``SET AUTOCOMMIT = 0`` on connect unless told otherwise."""
+    """PyMySQL and mysqlclient send ``SET AUTOCOMMIT = 0`` on connect unless told otherwise."""
     return {"autocommit": True}
-
-
-def setup(engine: Engine) -> None:
-    """The engine's MySQL listeners and its dialect's ``do_begin`` (after dal's own)."""
-    dialect = engine.dialect
-    # PoolEvents.connect runs after SQLAlchemy's first-connect initialize, which
-    # reads the server version.
-    event.listen(engine, "connect", lambda *_: check_version(dialect))
-    event.listen(engine, "begin", mark_begin)
-    # After write tracking: what an implicit commit committed is applied first.
-    event.listen(engine, "after_cursor_execute", after_statement)
-    # An instance attribute shadows the class's method for this engine's dialect alone.
-    dialect.do_begin = begin  # type: ignore[method-assign,assignment]
 
 
 def check_version(dialect: Any) -> None:
@@ -102,23 +89,12 @@ def check_version(dialect: Any) -> None:
         )
 
 
-def _status(dbapi_connection: Any) -> int:
-    """The server status of the last OK packet: PyMySQL keeps it as ``server_status``."""
+def pymysql_status(dbapi_connection: Any) -> int | None:
+    """PyMySQL keeps the status of the last OK packet as ``server_status``; None: closed."""
+    if getattr(dbapi_connection, "_sock", True) is None:
+        return None
     status = getattr(dbapi_connection, "server_status", None)
-    return _AUTOCOMMIT if status is None else int(status)
-
-
-def in_transaction(dbapi_connection: Any) -> bool:
-    """Whether a transaction may be open on the connection (no round trip).
-
-    PyMySQL updates the status from OK packets only, not after a result set; but a
-    result set cannot end a transaction, and in autocommit mode it cannot start one.
-    Outside autocommit any statement may have started one, so the answer is yes.
-    """
-    if getattr(dbapi_connection, "_sock", True) is None:  # PyMySQL: closed, nothing open
-        return False
-    status = _status(dbapi_connection)
-    return bool(status & _IN_TRANS) or not status & _AUTOCOMMIT
+    return AUTOCOMMIT if status is None else int(status)
 
 
 def mark_begin(conn: Any) -> None:
@@ -132,49 +108,83 @@ def mark_begin(conn: Any) -> None:
     info[_BEGIN] = not (autocommit or info.get(_READING))
 
 
-def begin(pooled: Any) -> None:
-    """``Dialect.do_begin``: send BEGIN if the connection is in autocommit mode."""
-    try:
-        info = pooled.info
-    except NotImplementedError:  # the first connect's ad-hoc connection: no events ran
-        return
-    if info.pop(_BEGIN, False):
-        dbapi_connection = pooled.dbapi_connection
-        if _status(dbapi_connection) & _AUTOCOMMIT:
+class Client:
+    """dal's reads and transactions on one MySQL driver, steered by the server status
+    of the connection's last reply (``status``: its flags, None once closed), which
+    the driver must give without a round trip."""
+
+    def __init__(self, status: Callable[[Any], int | None]) -> None:
+        self.status = status
+
+    def in_transaction(self, dbapi_connection: Any) -> bool:
+        """Whether a transaction may be open on the connection (no round trip).
+
+        PyMySQL updates the status from OK packets only, not after a result set; but
+        a result set cannot end a transaction, and in autocommit mode it cannot start
+        one. Outside autocommit any statement may have started one, so the answer is yes.
+        """
+        status = self.status(dbapi_connection)
+        if status is None:  # closed: whatever was open is gone
+            return False
+        return bool(status & _IN_TRANS) or not status & AUTOCOMMIT
+
+    def setup(self, engine: Engine) -> None:
+        """The engine's MySQL listeners and its dialect's ``do_begin`` (after dal's own)."""
+        dialect = engine.dialect
+        # PoolEvents.connect runs after SQLAlchemy's first-connect initialize, which
+        # reads the server version.
+        event.listen(engine, "connect", lambda *_: check_version(dialect))
+        event.listen(engine, "begin", mark_begin)
+        # After write tracking: what an implicit commit committed is applied first.
+        event.listen(engine, "after_cursor_execute", self.after_statement)
+        # An instance attribute shadows the class's method for this engine's dialect alone.
+        dialect.do_begin = self.begin  # type: ignore[method-assign,assignment]
+
+    def begin(self, pooled: Any) -> None:
+        """``Dialect.do_begin``: send BEGIN if the connection is in autocommit mode."""
+        try:
+            info = pooled.info
+        except NotImplementedError:  # the first connect's ad-hoc connection: no events ran
+            return
+        if info.pop(_BEGIN, False):
+            dbapi_connection = pooled.dbapi_connection
+            # A closed connection begins all the same: the driver's error says why.
+            if (self.status(dbapi_connection) or AUTOCOMMIT) & AUTOCOMMIT:
+                dbapi_connection.begin()
+
+    def after_statement(self, conn: Any, cursor: Any, *args: Any) -> None:
+        """``ConnectionEvents.after_cursor_execute``: begin again after an implicit commit.
+
+        With ``autocommit=0`` the statements after a DDL would start a new transaction;
+        with BEGIN they would each commit on their own. Registered after write tracking,
+        so what the implicit commit committed is applied first.
+        """
+        if (
+            not conn.in_transaction()
+            or conn.connection.info.get(_READING)
+            or conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+        ):
+            return
+        dbapi_connection = cursor.connection
+        status = None if dbapi_connection is None else self.status(dbapi_connection)
+        if status is not None and status & AUTOCOMMIT and not status & _IN_TRANS:
             dbapi_connection.begin()
 
-
-def after_statement(conn: Any, cursor: Any, *args: Any) -> None:
-    """``ConnectionEvents.after_cursor_execute``: begin again after an implicit commit.
-
-    With ``autocommit=0`` the statements after a DDL would start a new transaction;
-    with BEGIN they would each commit on their own. Registered after write tracking,
-    so what the implicit commit committed is applied first.
-    """
-    if (
-        not conn.in_transaction()
-        or conn.connection.info.get(_READING)
-        or conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
-    ):
-        return
-    dbapi_connection = cursor.connection
-    if dbapi_connection is None:
-        return
-    status = _status(dbapi_connection)
-    if status & _AUTOCOMMIT and not status & _IN_TRANS:
-        dbapi_connection.begin()
+    @contextmanager
+    def read_mode(self, pooled: Any) -> Iterator[None]:
+        """A read in one round trip: in autocommit, with no BEGIN and no ROLLBACK around it."""
+        info = pooled.info
+        info[_READING] = True
+        try:
+            dbapi_connection = pooled.dbapi_connection
+            status = self.status(dbapi_connection)
+            if status is not None and not status & AUTOCOMMIT:
+                # Left in autocommit=0 by an isolation level a caller asked for.
+                dbapi_connection.autocommit(True)
+            yield
+        finally:
+            info.pop(_READING, None)
 
 
-@contextmanager
-def read_mode(pooled: Any) -> Iterator[None]:
-    """A read in one round trip: in autocommit, with no BEGIN and no ROLLBACK around it."""
-    info = pooled.info
-    info[_READING] = True
-    try:
-        dbapi_connection = pooled.dbapi_connection
-        if not _status(dbapi_connection) & _AUTOCOMMIT:
-            # Left in autocommit=0 by an isolation level a caller asked for.
-            dbapi_connection.autocommit(True)
-        yield
-    finally:
-        info.pop(_READING, None)
+#: PyMySQL (``mysql+pymysql``); mysqlclient's is ``dal.drivers.mysqldb.MYSQLDB``.
+PYMYSQL = Client(pymysql_status)
