@@ -26,16 +26,42 @@ tests() {
     return "$status"
 }
 
-# A fresh virtualenv at $1 with the project and its test extra; the rest are pip options.
+# Whether the MySQL/MariaDB client headers mysqlclient builds against are here (its
+# build asks pkg-config for "mysqlclient" or "mariadb").
+client_headers() {
+    pkg-config --exists mysqlclient 2>/dev/null || pkg-config --exists mariadb 2>/dev/null
+}
+
+# Prints the extras to install: test, and mysqlclient once its headers are here. Missing
+# headers are installed with apt-get (Debian's libmariadb-dev) when running as root.
+ci_extras() {
+    if ! client_headers && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "MySQL client headers missing: apt-get install libmariadb-dev pkg-config" >&2
+        apt-get install -y -q libmariadb-dev pkg-config >&2 ||
+            { apt-get update -q >&2 && apt-get install -y -q libmariadb-dev pkg-config >&2; } ||
+            true
+    fi
+    if client_headers; then
+        echo "test,mysqlclient"
+    else
+        echo "no MySQL client headers: mysqlclient is not installed, its tests will fail" >&2
+        echo "test"
+    fi
+}
+
+# The extras `install` installs (.ci/run sets them from ci_extras).
+extras=test
+
+# A fresh virtualenv at $1 with the project and its extras; the rest are pip options.
 install() {
     local venv=$1
     shift
     python3 -m venv "$venv"
     "$venv/bin/python" -m pip install --quiet --upgrade pip
-    "$venv/bin/pip" install "$@" -e ".[test]"
+    "$venv/bin/pip" install "$@" -e ".[$extras]"
     "$venv/bin/python" --version
     "$venv/bin/pip" list 2>/dev/null |
-        grep -iE '^(sqlalchemy-dal|cachetools|sqlalchemy|psycopg2-binary|pymysql|pytest|freezegun|dogpile\.cache|matplotlib|mypy|ruff|prometheus.client|opentelemetry-(api|sdk)) ' ||
+        grep -iE '^(sqlalchemy-dal|cachetools|sqlalchemy|psycopg2-binary|pymysql|mysqlclient|pytest|freezegun|dogpile\.cache|matplotlib|mypy|ruff|prometheus.client|opentelemetry-(api|sdk)) ' ||
         true
 }
 
