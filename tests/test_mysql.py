@@ -349,6 +349,50 @@ def test_a_killed_connection_costs_a_read_one_retry(
     assert (pool["retries"], pool["disconnects"]) == (1, 1)
 
 
+def _one_row(db: dal.Database) -> tuple[dal.Database, Users, int]:
+    users = Users(db)
+    return db, users, users.add(email="a@example.com", name="A").id
+
+
+def _kill(admin: Any, *session_ids: int) -> None:
+    with admin.cursor() as cur:
+        for session_id in session_ids:
+            cur.execute(f"KILL {int(session_id)}")
+
+
+def test_a_restart_costs_the_first_read_one_retry_and_the_next_reads_none(
+    mysql_db: dal.Database, make_db: Callable[..., dal.Database], admin: Any
+) -> None:
+    db, users, pk = _one_row(make_db(pool_size=3, max_overflow=0))
+    held = [db.engine.connect() for _ in range(3)]
+    ids = [conn.scalar(text("SELECT CONNECTION_ID()")) for conn in held]
+    for conn in held:
+        conn.close()
+    _kill(admin, *ids)  # every pooled connection ends, as in a server restart
+
+    assert users.get(pk).name == "A"
+    assert users.find(id=pk)[0].name == "A" and users.get_many([pk + 1]) == {}
+    assert users.update(pk, name="B").name == "B"  # a write after it meets no dead one
+    assert db.stats()["pool"]["retries"] == 1
+
+
+def test_a_connection_killed_while_an_isolation_level_left_it_in_autocommit_0_is_replaced(
+    mysql_db: dal.Database, make_db: Callable[..., dal.Database], admin: Any
+) -> None:
+    db, users, pk = _one_row(make_db(pool_size=1, max_overflow=0))
+    with db.engine.connect().execution_options(isolation_level="SERIALIZABLE") as conn:
+        killed = conn.scalar(text("SELECT CONNECTION_ID()"))
+    # Back in the pool in autocommit=0 (SQLAlchemy's reset), then the server ends it.
+    _kill(admin, killed)
+
+    assert users.get(pk).name == "A"  # not the driver's raw "Lost connection"
+    pool = db.stats()["pool"]
+    # Replaced at its checkout, before the read: the read itself never failed.
+    assert (pool["disconnects"], pool["retries"]) == (1, 0)
+    with db.engine.connect() as conn:
+        assert conn.scalar(text("SELECT @@autocommit")) == 1
+
+
 def test_a_write_on_a_killed_connection_is_a_database_error(
     mysql_db: dal.Database, make_db: Callable[..., dal.Database], admin: Any
 ) -> None:

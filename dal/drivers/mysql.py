@@ -16,8 +16,8 @@ connections in the server's autocommit mode while they are idle:
   BEGIN; dal begins again after it, so what follows still rolls back with the
   transaction, as it would with ``autocommit=0``;
 - ``isolation_level="AUTOCOMMIT"`` (an execution option) sends no BEGIN; another level
-  puts the connection in ``autocommit=0`` as SQLAlchemy's dialect does, and the next
-  read puts it back (one ``SET AUTOCOMMIT``).
+  puts the connection in ``autocommit=0`` as SQLAlchemy's dialect does, and its next
+  checkout puts it back (one ``SET AUTOCOMMIT``).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
+from sqlalchemy.exc import InvalidatePoolError
 
 from ..errors import ConfigError
 
@@ -134,11 +135,28 @@ class Client:
         # PoolEvents.connect runs after SQLAlchemy's first-connect initialize, which
         # reads the server version.
         event.listen(engine, "connect", lambda *_: check_version(dialect))
+        event.listen(engine, "checkout", self.checkout)
         event.listen(engine, "begin", mark_begin)
         # After write tracking: what an implicit commit committed is applied first.
         event.listen(engine, "after_cursor_execute", self.after_statement)
         # An instance attribute shadows the class's method for this engine's dialect alone.
         dialect.do_begin = self.begin  # type: ignore[method-assign,assignment]
+
+    def checkout(self, dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        """``PoolEvents.checkout``: connections leave the pool in autocommit, as they idle.
+
+        One an isolation level left in ``autocommit=0`` is put back (one ``SET
+        AUTOCOMMIT``). Here rather than at its next read: if it died meanwhile (a
+        restart), the pool replaces it and every connection older than it, as it would
+        after a failed ping, instead of the read failing with the driver's own error.
+        """
+        status = self.status(dbapi_connection)
+        if status is None or status & AUTOCOMMIT:
+            return
+        try:
+            dbapi_connection.autocommit(True)
+        except dbapi_connection.Error as exc:
+            raise InvalidatePoolError(f"SET AUTOCOMMIT failed on checkout: {exc}") from exc
 
     def begin(self, pooled: Any) -> None:
         """``Dialect.do_begin``: send BEGIN if the connection is in autocommit mode."""
@@ -174,13 +192,8 @@ class Client:
     def read_mode(self, pooled: Any) -> Iterator[None]:
         """A read in one round trip: in autocommit, with no BEGIN and no ROLLBACK around it."""
         info = pooled.info
-        info[_READING] = True
+        info[_READING] = True  # checked out in autocommit: no BEGIN for this read
         try:
-            dbapi_connection = pooled.dbapi_connection
-            status = self.status(dbapi_connection)
-            if status is not None and not status & AUTOCOMMIT:
-                # Left in autocommit=0 by an isolation level a caller asked for.
-                dbapi_connection.autocommit(True)
             yield
         finally:
             info.pop(_READING, None)
