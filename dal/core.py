@@ -110,9 +110,14 @@ class Core:
         #: The cross-process bus (invalidation="postgres"); it starts with caching paused.
         self._bus: Bus | None = None
         if self.settings.invalidation == "postgres":
-            from .bus import Bus, connector
+            from .bus import Bus, connector, senders
 
-            self._bus = Bus(connector(self.settings.url), self._store, self.settings.redact)
+            self._bus = Bus(
+                connector(self.settings.url),
+                self._store,
+                self.settings.redact,
+                notify=senders.for_driver(driver.driver),
+            )
             self._tracker.before_commit = self._bus.publish
             self._bus.start()
             # A Database dropped without close() must not leave its listener running.

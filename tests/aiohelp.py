@@ -10,6 +10,8 @@ without sleeping.
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select
@@ -19,7 +21,7 @@ from dal import AsyncDatabase
 from dal.store.keys import table_key
 from tests.models import User
 
-__all__ = ["Names", "Pause"]
+__all__ = ["Names", "Pause", "until"]
 
 
 class Names:
@@ -51,7 +53,8 @@ class Pause:
     """``hook(*args)`` parks the calling task (inside a greenlet) until ``release()``.
 
     ``reached`` is set when a task is parked; ``times`` counts the hooks passed, and
-    ``skip`` lets the first few through.
+    ``skip`` lets the first few through. It parks once: later calls (the cleanup of a
+    task cancelled while parked) pass.
     """
 
     def __init__(self, skip: int = 0) -> None:
@@ -62,10 +65,22 @@ class Pause:
 
     def hook(self, *args: Any, **kwargs: Any) -> None:
         self.times += 1
-        if self.times <= self.skip:
+        if self.times <= self.skip or self.reached.is_set():
             return
         self.reached.set()
         await_only(self._go.wait())
 
     def release(self) -> None:
         self._go.set()
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """``tests.waiting.wait_until`` for a coroutine: polls while letting the loop run.
+
+    The outcome never depends on timing: the deadline only bounds a hang.
+    """
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s: {condition}")
+        await asyncio.sleep(0.001)

@@ -42,8 +42,6 @@ class AsyncDatabase(Core):
     _engine: AsyncEngine
 
     def _create_engine(self, driver: Driver) -> Engine:
-        if self.settings.invalidation is not None:
-            raise ConfigError("AsyncDatabase does not support invalidation='postgres' yet")
         self._engine = engines.create_async(
             self.settings, driver, self._tracker, self._pool_counters
         )

@@ -23,7 +23,6 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from psycopg2.extensions import STATUS_READY, TRANSACTION_STATUS_INERROR
 from sqlalchemy.engine import URL
 
 from ..store.cache import Store
@@ -32,10 +31,13 @@ from ..tracking.invalidation import Pending
 from ..tracking.statements import ALL
 from . import triggers
 from .messages import CHANNEL, BadMessage, Message, decode, encode
+from .senders import PSYCOPG2, Sender
 
 __all__ = ["Bus", "connector"]
 
 _log = logging.getLogger("dal.bus")
+
+_NOTIFY = "SELECT pg_notify(%(channel)s, %(payload)s)"
 
 #: The store's pause reason while the listener is not listening.
 PAUSED = "bus"
@@ -77,13 +79,19 @@ class Bus:
     stop_timeout = 15.0
 
     def __init__(
-        self, connect: Callable[[], Any], store: Store, redact: Callable[[str], str] = str
+        self,
+        connect: Callable[[], Any],
+        store: Store,
+        redact: Callable[[str], str] = str,
+        notify: Sender = PSYCOPG2,
     ) -> None:
         #: Marks this Database's messages, so its listener skips only those.
         self.sender = uuid.uuid4().hex
         #: Called in the listener thread with each message applied (benchmarks, tests).
         self.observer: Callable[[Message], None] | None = None
         self._connect = connect
+        #: How NOTIFY is sent on a writer's connection (its driver's way).
+        self._notify = notify
         self._store = store
         self._redact = redact  # the URL's password, if a driver message quotes it
         #: Names (no schema) of tables with dal's triggers: these get a checked NOTIFY.
@@ -159,49 +167,32 @@ class Bus:
         a stale view of which tables have them must never lose a message.
         """
         encoded = encode(self.sender, pending)
-        status = dbapi_connection.info.transaction_status
-        if encoded is None or status == TRANSACTION_STATUS_INERROR:
+        if encoded is None or self._notify.aborted(dbapi_connection):
             return  # an aborted transaction's COMMIT rolls back: nothing to announce
-        # Writes that committed on their own: if the server has no transaction open
-        # (a COMMIT in the SQL text), the NOTIFY runs alone and is delivered at once,
-        # unless psycopg2 would send BEGIN first, opening one that nobody commits.
-        if dbapi_connection.status == STATUS_READY and not dbapi_connection.autocommit:
-            dbapi_connection.autocommit = True
-            try:
-                self._send(dbapi_connection, pending, encoded)
-            finally:
-                dbapi_connection.autocommit = False
-        else:
-            self._send(dbapi_connection, pending, encoded)
-
-    def _send(self, dbapi_connection: Any, pending: Pending, encoded: tuple[str, bool]) -> None:
         payload, table_wide = encoded
         covered = self._covered
         checked = [] if ALL in pending else [t for t in pending if _bare(t) in covered]
-        cursor = dbapi_connection.cursor()
-        try:
-            if not checked:
-                cursor.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
-                sent = True
-            else:
-                rest = encode(self.sender, {t: v for t, v in pending.items() if t not in checked})
-                cursor.execute(
-                    triggers.CHECKED_NOTIFY,
-                    {
-                        "channel": CHANNEL,
-                        "tables": [triggers.regclass(t) for t in checked],
-                        "triggers": list(triggers.TRIGGERS),
-                        "expected": len(checked) * len(triggers.TRIGGERS),
-                        "without": None if rest is None else rest[0],
-                        "full": payload,
-                    },
-                )
-                row = cursor.fetchone()  # none: the triggers announce everything
-                sent = row is not None
-                if sent and not row[1]:
-                    table_wide = rest is not None and rest[1]
-        finally:
-            cursor.close()
+        fetch = self._notify.fetch
+        if not checked:
+            fetch(dbapi_connection, _NOTIFY, {"channel": CHANNEL, "payload": payload})
+            sent = True
+        else:
+            rest = encode(self.sender, {t: v for t, v in pending.items() if t not in checked})
+            row = fetch(
+                dbapi_connection,
+                triggers.CHECKED_NOTIFY,
+                {
+                    "channel": CHANNEL,
+                    "tables": [triggers.regclass(t) for t in checked],
+                    "triggers": list(triggers.TRIGGERS),
+                    "expected": len(checked) * len(triggers.TRIGGERS),
+                    "without": None if rest is None else rest[0],
+                    "full": payload,
+                },
+            )
+            sent = row is not None  # none: the triggers announce everything
+            if row is not None and not row[1]:
+                table_wide = rest is not None and rest[1]
         if sent:
             with self._lock:
                 self.sent += 1
