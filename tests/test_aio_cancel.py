@@ -130,3 +130,37 @@ async def test_a_task_cancelled_in_a_session_body_rolls_back(adb: dal.AsyncDatab
     assert adb.stats()["pool"]["checked_out"] == 0
     assert adb._writing_session() is None and adb._sessions_open == 0
     assert await adb._read(lambda conn: conn.execute(select(User.name)).scalar()) == "old"
+
+
+async def test_cancelled_again_during_its_cleanup_a_session_still_ends_cleanly(
+    adb: dal.AsyncDatabase,
+) -> None:
+    # Cancelled in the body, again in its ROLLBACK, and again while its connection
+    # is reset on the way back to the pool: the cleanup runs to its end regardless,
+    # so the connection goes back whole, not invalidated as one cut short would be.
+    async with adb.session() as s:
+        s.add(User(id=1, email="a@example.com", name="old"))
+    inside = asyncio.Event()
+    rolling_back, resetting = Pause(), Pause()
+    event.listen(adb.engine.sync_engine, "rollback", rolling_back.hook)
+    event.listen(adb.engine.sync_engine.pool, "reset", resetting.hook)
+    disconnects = adb.stats()["pool"]["disconnects"]
+
+    async def body() -> None:
+        async with adb.session() as s:
+            await s.execute(update(User).values(name="never"))
+            inside.set()
+            await asyncio.Event().wait()  # until cancelled
+
+    task = asyncio.create_task(body())
+    await inside.wait()
+    for pause in (rolling_back, resetting):
+        task.cancel()
+        await pause.reached.wait()
+        pause.release()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert adb.stats()["pool"]["checked_out"] == 0
+    assert adb.stats()["pool"]["disconnects"] == disconnects
+    assert await adb._read(lambda conn: conn.execute(select(User.name)).scalar()) == "old"
