@@ -9,16 +9,15 @@ per key ever written. The database is never called with the lock held.
 
 from __future__ import annotations
 
-import itertools
 import logging
-import reprlib
 import threading
 from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
 from time import monotonic  # read at call time: freezegun replaces this global
 from typing import Any
 
-from ..errors import DalError, UncacheableArgument
+from ..errors import UncacheableArgument
 from ..tracking.statements import ALL, NEW_ROWS
+from .flights import MISSING, Abandoned, Flight, Party, finish, refuse_cycle
 from .keys import PrimaryKey
 from .lru import LRU, Key, Slot, hit_order
 from .sizes import entry_size
@@ -26,9 +25,6 @@ from .sizes import entry_size
 __all__ = ["MISSING", "Changes", "Namespace", "Store"]
 
 _log = logging.getLogger("dal.cache")
-
-#: Returned by lookups that found nothing: ``None`` is a value the cache holds.
-MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING"})()
 
 #: Committed changes: table name -> primary-key tuples, or ``None`` for "any row".
 Changes = Mapping[str, Collection[tuple[Any, ...]] | None]
@@ -59,51 +55,6 @@ class Namespace:
         return f"<Namespace {self.name}>"
 
 
-class _Abandoned(Exception):
-    """The load a caller waited for ended without a value or an ordinary error."""
-
-
-class Flight:
-    """One load in progress; the callers that missed the same key wait on it."""
-
-    __slots__ = ("_done", "error", "finished", "key", "ns", "owner", "value")
-
-    def __repr__(self) -> str:
-        """The load as a call: ``top_spenders(10)``, ``Users.get(1)``."""
-        key = self.key[1]
-        args = key if isinstance(key, tuple) else (key,)
-        return f"{self.ns.name}({', '.join(map(reprlib.repr, args))})"
-
-    def __init__(self, ns: Namespace, key: Key) -> None:
-        self.ns = ns
-        self.key = key
-        self.value: Any = MISSING
-        self.error: BaseException | None = None
-        self.owner = threading.get_ident()
-        self.finished = False
-        self._done = threading.Lock()
-        self._done.acquire()
-
-    def finish(self) -> None:
-        self.finished = True
-        self._done.release()
-
-    def result(self) -> Any:
-        """Wait for the load; its value, or its error raised in this thread too.
-
-        Call it through ``Store._wait``, which refuses a wait that would never end.
-        """
-        with self._done:
-            pass
-        if isinstance(self.error, Exception):
-            raise self.error
-        if self.error is not None or self.value is MISSING:
-            # KeyboardInterrupt, a cancellation: the loader's own business, not the
-            # waiters'. They load again instead.
-            raise _Abandoned
-        return self.value
-
-
 class Store:
     """All cached entries of one ``Database``."""
 
@@ -115,9 +66,9 @@ class Store:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self._inflight: dict[Key, Flight] = {}
-        #: The waits-for graph: thread ident -> the flight that thread waits on. A
-        #: flight's owner is the thread running its load; see ``_wait``.
-        self._waiting: dict[int, Flight] = {}
+        #: The waits-for graph: a thread ident or a Task -> the flight it waits on. A
+        #: flight's owner is who runs its load; see ``flights.refuse_cycle``.
+        self._waiting: dict[Party, Flight] = {}
         self._namespaces: dict[Hashable, Namespace] = {}
         self._by_table: dict[str, list[Namespace]] = {}
         # Caching is paused while it cannot be kept fresh (closed, bus down).
@@ -157,20 +108,16 @@ class Store:
         missed = False
         while True:
             with self.lock:
-                found = self._find(key)
-                if found is not MISSING:
-                    ns.hits += 1
-                    return found
-                if not missed:
-                    ns.misses += 1
-                    missed = True
-                flight, leader = self._join(ns, key)
+                found, flight, leader = self._find_or_join(ns, key, missed)
+            if flight is None:
+                return found
+            missed = True
             if leader:
                 self._run([flight], lambda: {key: load()})
                 return flight.value
             try:
                 return self._wait(flight)
-            except _Abandoned:
+            except Abandoned:
                 continue  # the loader was interrupted, not failed: load again
 
     def get_many_or_load(
@@ -200,27 +147,21 @@ class Store:
         for flight in waits:
             try:
                 found[flight.key] = self._wait(flight)
-            except _Abandoned:
+            except Abandoned:
                 load_one = _one_of(load_many, flight.key)
                 found[flight.key] = self.get_or_load(ns, flight.key, load_one)
         return found
 
     def _wait(self, flight: Flight) -> Any:
-        """``flight.result()``, or a ``DalError`` if the wait would close a cycle.
+        """``flight.result()``, or a ``DalError`` if the wait would never end.
 
-        A load may call code that loads other keys (a cached function calling
-        another), so a thread that owns one flight may wait on another. If the owner
-        of the awaited flight waits, directly or along a chain of owners, on a flight
-        this thread owns, nobody would ever finish: the caller gets an error instead
-        and its own loads go on (failing or not, as its code decides). The check and
-        the registration happen under one lock, so of two threads closing a cycle
-        at once, exactly the second one sees it.
+        The check and the registration happen under one lock, so of two threads
+        closing a cycle at once, exactly the second one sees it; the caller's own
+        loads go on (failing or not, as its code decides).
         """
         me = threading.get_ident()
         with self.lock:
-            cycle = self._cycle(me, flight)
-            if cycle is not None:
-                raise DalError(_cycle_message(me, cycle))
+            refuse_cycle(self._waiting, me, flight, me)
             self._waiting[me] = flight
         try:
             return flight.result()
@@ -228,23 +169,17 @@ class Store:
             with self.lock:
                 del self._waiting[me]
 
-    def _cycle(self, me: int, flight: Flight) -> list[Flight] | None:
-        """The flights from ``flight`` back to one that ``me`` owns, if waiting would
-        close a cycle (lock held).
-
-        Every owner along the chain is blocked waiting, so no flight on it can
-        finish while this runs, except one whose waiter is about to wake.
-        """
-        chain = [flight]
-        while not flight.finished:
-            if flight.owner == me:
-                return chain
-            waited = self._waiting.get(flight.owner)
-            if waited is None or len(chain) > len(self._waiting):
-                return None
-            flight = waited
-            chain.append(flight)
-        return None
+    def _find_or_join(self, ns: Namespace, key: Key, missed: bool) -> tuple[Any, Any, bool]:
+        """Lock held: ``(value, None, False)`` for a hit, else ``(MISSING, flight,
+        leader)``: the load to wait on or lead; a miss counted unless ``missed``."""
+        found = self._find(key)
+        if found is not MISSING:
+            ns.hits += 1
+            return found, None, False
+        if not missed:
+            ns.misses += 1
+        flight, leader = self._join(ns, key)
+        return MISSING, flight, leader
 
     def _join(self, ns: Namespace, key: Key) -> tuple[Flight, bool]:
         """The load in flight for ``key`` (lock held), or a new one this caller leads."""
@@ -269,16 +204,24 @@ class Store:
         return slot.value
 
     def _run(self, flights: list[Flight], load: Callable[[], Mapping[Key, Any]]) -> None:
-        """Run one load for ``flights``, store what is still leased, wake the waiters.
+        """Run one load for ``flights``, store what is still leased, wake the waiters."""
+        # Age counts from before the read: the row is as old as the query, not the fill.
+        started = monotonic()
+        try:
+            values = load()
+        except BaseException as exc:
+            self._failed(flights, exc)
+            raise
+        self._loaded(flights, values, started)
+
+    def _loaded(self, flights: list[Flight], values: Mapping[Key, Any], started: float) -> None:
+        """Store the values whose lease still holds; then finish the flights.
 
         Whatever happens, every flight is finished and leaves the in-flight table, so
         no later miss can wait on a load that will never end.
         """
         ns = flights[0].ns
-        # Age counts from before the read: the row is as old as the query, not the fill.
-        started = monotonic()
         try:
-            values = load()
             with self.lock:
                 ns.loads += 1
                 expires = None if ns.ttl is None else started + ns.ttl
@@ -286,16 +229,18 @@ class Store:
                     flight.value = values.get(flight.key)
                     self._fill(flight, expires)
         except BaseException as exc:
+            self._failed(flights, exc)
+            raise
+        finish(self.lock, flights)
+
+    def _failed(self, flights: list[Flight], exc: BaseException) -> None:
+        """End ``flights`` with ``exc`` (nothing stored), and wake the waiters."""
+        with self.lock:
             for flight in flights:
                 flight.error = exc
-            with self.lock:
-                for flight in flights:
-                    if self._inflight.get(flight.key) is flight:
-                        del self._inflight[flight.key]
-            raise
-        finally:
-            for flight in flights:
-                flight.finish()
+                if self._inflight.get(flight.key) is flight:
+                    del self._inflight[flight.key]
+        finish(self.lock, flights)
 
     def _fill(self, flight: Flight, expires: float | None) -> None:
         """Store a loaded value if its lease still holds (lock held)."""
@@ -478,23 +423,6 @@ class Store:
                 h, m, lo, e = totals.get(ns.name, (0, 0, 0, 0))
                 totals[ns.name] = (h + ns.hits, m + ns.misses, lo + ns.loads, e + len(ns.entries))
         return totals
-
-
-def _cycle_message(me: int, cycle: list[Flight]) -> str:
-    """Who waits on whom: the cycle this thread would close by waiting."""
-    if len(cycle) == 1:
-        return f"{cycle[0].ns.name}: loading {cycle[0].key[1]!r} requested itself"
-    names = {t.ident: t.name for t in threading.enumerate()}
-    steps = [f"thread {names.get(me, me)!r} waits for {cycle[0]!r}"]
-    for flight, waited in itertools.pairwise(cycle):
-        owner = names.get(flight.owner, flight.owner)
-        steps.append(f"loaded by {owner!r}, which waits for {waited!r}")
-    steps.append(f"loaded by {names.get(me, me)!r}")
-    return (
-        "cached loads wait on each other in a cycle and would never finish: "
-        + ", ".join(steps)
-        + "; this call raises instead of waiting"
-    )
 
 
 def _one_of(load_many: Callable[[list[Key]], Mapping[Key, Any]], key: Key) -> Callable[[], Any]:

@@ -1,0 +1,155 @@
+"""Single flight for coroutines, over the same store and flights as threads.
+
+A coroutine that misses leads a load or waits for one in flight, whoever leads it.
+The load runs as a Task of its own, so a cancelled caller, leader or not, cancels
+only its own wait: the load goes on for the others, and stores its value if its
+lease still holds. Waiting is awaiting a future the flight completes thread-safely,
+so threads and coroutines share every load. A hit returns before the first await.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from time import monotonic  # read at call time: freezegun replaces this global
+from typing import Any
+
+from ..store.cache import Namespace, Store
+from ..store.flights import Abandoned, Flight, refuse_cycle
+from ..store.lru import Key
+
+__all__ = ["get_many_or_load", "get_or_load"]
+
+Values = Mapping[Key, Any]
+
+#: Loads running now; the loop holds only weak references to Tasks.
+_running: set[asyncio.Task[None]] = set()
+
+
+async def get_or_load(
+    store: Store, ns: Namespace, key: Key, load: Callable[[], Awaitable[Any]]
+) -> Any:
+    """The cached value, or one load shared by every concurrent caller."""
+    missed = False
+    while True:
+        with store.lock:
+            found, flight, leader = store._find_or_join(ns, key, missed)
+            if flight is None:
+                return found
+            future = flight.future(asyncio.get_running_loop())
+        missed = True
+        if leader:
+            _start(store, [flight], _one(key, load))
+        try:
+            return await _wait(store, flight, future)
+        except Abandoned:
+            continue  # the load was cancelled, not failed: load again
+
+
+async def get_many_or_load(
+    store: Store,
+    ns: Namespace,
+    keys: Iterable[Key],
+    load_many: Callable[[list[Key]], Awaitable[Values]],
+) -> dict[Key, Any]:
+    """Cached values for ``keys``; one ``load_many`` call for the misses."""
+    found: dict[Key, Any] = {}
+    flights: list[tuple[Flight, asyncio.Future[None]]] = []
+    leads: list[Flight] = []
+    loop = asyncio.get_running_loop()
+    with store.lock:
+        for key in keys:
+            value, flight, leader = store._find_or_join(ns, key, False)
+            if flight is None:
+                found[key] = value
+                continue
+            flights.append((flight, flight.future(loop)))
+            if leader:
+                leads.append(flight)
+    if leads:
+        _start(store, leads, lambda: load_many([f.key for f in leads]))
+    try:
+        for flight, future in flights:
+            try:
+                found[flight.key] = await _wait(store, flight, future)
+            except Abandoned:
+                load = _one_of(load_many, flight.key)
+                found[flight.key] = await get_or_load(store, ns, flight.key, load)
+    except BaseException:
+        for _, future in flights:
+            future.cancel()  # a cancelled caller leaves none of its waits behind
+        raise
+    return found
+
+
+def _one(key: Key, load: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[Values]]:
+    async def load_one() -> Values:
+        return {key: await load()}
+
+    return load_one
+
+
+def _one_of(
+    load_many: Callable[[list[Key]], Awaitable[Values]], key: Key
+) -> Callable[[], Awaitable[Any]]:
+    async def load() -> Any:
+        return (await load_many([key])).get(key)
+
+    return load
+
+
+def _start(store: Store, flights: list[Flight], load: Callable[[], Awaitable[Values]]) -> None:
+    """Run ``load`` for ``flights`` as a Task of its own, which then owns them."""
+    try:
+        task = asyncio.get_running_loop().create_task(_run(store, flights, load))
+    except BaseException as exc:
+        store._failed(flights, exc)
+        raise
+    _running.add(task)
+    for flight in flights:
+        flight.owner = task
+
+    def ended(task: asyncio.Task[None]) -> None:
+        _running.discard(task)
+        # Cancelled before its first step, the Task never ran ``_run``: its flights
+        # still end, or their waiters would wait forever.
+        unfinished = [f for f in flights if not f.finished]
+        if unfinished:
+            store._failed(unfinished, asyncio.CancelledError())
+
+    task.add_done_callback(ended)
+
+
+async def _run(store: Store, flights: list[Flight], load: Callable[[], Awaitable[Values]]) -> None:
+    """The load's Task: store what is still leased, wake every waiter, whatever happens."""
+    # Age counts from before the read: the row is as old as the query, not the fill.
+    started = monotonic()
+    try:
+        values = await load()
+    except Exception as exc:  # the waiters raise it; the Task has nobody to tell
+        store._failed(flights, exc)
+        return
+    except BaseException as exc:  # cancelled: the waiters load again
+        store._failed(flights, exc)
+        raise
+    store._loaded(flights, values, started)
+
+
+async def _wait(store: Store, flight: Flight, future: asyncio.Future[None]) -> Any:
+    """The flight's value once ``future`` completes; a DalError if waiting would close a
+    cycle of loads waiting on each other (see ``flights.refuse_cycle``)."""
+    me = asyncio.current_task()
+    if not future.done():
+        with store.lock:
+            try:
+                refuse_cycle(store._waiting, me, flight, None)
+            except BaseException:
+                future.cancel()
+                raise
+            store._waiting[me] = flight
+        try:
+            await future  # cancelling this caller cancels the future, not the load
+        finally:
+            with store.lock:
+                del store._waiting[me]
+    return flight.result()
