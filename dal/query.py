@@ -15,7 +15,8 @@ from sqlalchemy.orm import Query, Session
 from .database import Database
 from .errors import ConfigError
 from .frozen import freeze, thaw
-from .repository import _DEFAULT, CacheInfo
+from .repository_base import DEFAULT as _DEFAULT
+from .repository_base import CacheInfo
 from .store.keys import ArgumentKey, table_key
 from .tracking import catalog
 

@@ -176,16 +176,23 @@ class PrimaryKey:
             self.aliased = True  # before the key is used: a racing write sees it
         return fold(value)
 
-    def _learn_collations(self) -> None:
-        learn = self._learn
-        if learn is None:
-            return
-        collations = list(learn())
+    @property
+    def learning(self) -> bool:
+        """Whether the columns' collations are still to be learned (``learn``)."""
+        return self._learn is not None
+
+    def learned(self, collations: Sequence[str | None]) -> None:
+        """Fold keys by these collations of the key columns, from now on."""
         self._folds = tuple(
             fold_for("mysql", c, coll) if t is str else None
             for c, t, coll in zip(self._columns, self._types, collations, strict=True)
         )
         self._learn = None
+
+    def _learn_collations(self) -> None:
+        learn = self._learn
+        if learn is not None:
+            self.learned(list(learn()))
 
     def _coerce(self, value: Any, python_type: type | None) -> Hashable:
         if isinstance(value, bool) and python_type is not bool:
