@@ -134,7 +134,7 @@ class Repository(RepositoryBase[T]):
 
     def _cached(self, call: str, where: Any, equals: Mapping[str, Any], *rest: Any) -> Any:
         """find, count or exists: checked before any SQL, then cached in the finds."""
-        query = self._query(call, where, equals, *rest)
+        query = self._parts.filters.query(call, where, equals, *rest)
         session = self._db._writing_session()
         if session is not None:  # see the session's writes; cache nothing
             return self._in_session(session, self._session_query(query))

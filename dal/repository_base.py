@@ -219,18 +219,6 @@ class RepositoryBase(Generic[T]):
     def _missing(self, pk: Any) -> NotFoundError:
         return NotFoundError(f"{self.model.__name__} {pk!r} does not exist")
 
-    def _query(
-        self,
-        call: str,
-        where: Sequence[Any],
-        equals: Mapping[str, Any],
-        order_by: Any = None,
-        limit: Any = None,
-        offset: Any = None,
-    ) -> Query:
-        """find, count or exists, checked before any SQL."""
-        return self._parts.filters.query(call, where, equals, order_by, limit, offset)
-
     def _first(self, order_by: OrderBy) -> OrderBy:
         """find_one's ordering: the caller's, else the primary key's."""
         return self._parts.pk_fields if order_by is None else order_by
