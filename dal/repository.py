@@ -29,6 +29,8 @@ class Repository(RepositoryBase[T]):
     part of the session's transaction.
     """
 
+    #: The mapped class; inferred from ``Repository[User]`` when not set.
+    model: type[T]
     _db: Database
 
     def __init__(self, db: Database) -> None:
@@ -149,9 +151,7 @@ class Repository(RepositoryBase[T]):
             return read(session)
 
 
-def _hit_path(
-    repository: Repository[Any], full: Callable[[Any], Record[Any] | None]
-) -> Callable[[Any], Record[Any] | None]:
+def _hit_path(repository: RepositoryBase[Any], full: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """``repository.get`` for a cache hit: ``Store._find``'s steps, inlined because it
     is the hot one; anything else (another key type, a session, a miss, an expired
     entry) goes to ``full``, the method."""
@@ -163,7 +163,7 @@ def _hit_path(
     order = db._store.order
     rows = repository._rows
 
-    def get(pk: Any) -> Record[Any] | None:
+    def get(pk: Any) -> Any:
         # No session open anywhere (read without a lock; see Database._sessions_open)
         # means none in this context: the ContextVar lookup is skipped.
         if pk.__class__ is pk_type and (not db._sessions_open or active.get() is None):
@@ -173,7 +173,7 @@ def _hit_path(
                 if slot is not None and (slot.expires is None or slot.expires > monotonic()):
                     order.move_to_end(slot)
                     rows.hits += 1
-                    return slot.value  # type: ignore[no-any-return]
+                    return slot.value
         return full(pk)
 
     get.__doc__ = Repository.get.__doc__
