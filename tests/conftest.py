@@ -320,7 +320,11 @@ def mysql_db(mysql_url: str) -> Iterator[Database]:
 # --- dal.AsyncDatabase ------------------------------------------------------------------
 
 #: backend -> the asyncio driver the async fixtures use.
-ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
+ASYNC_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+asyncpg",
+    "mysql": "mysql+asyncmy",
+}
 
 
 def async_url(url: str) -> str:
@@ -330,16 +334,16 @@ def async_url(url: str) -> str:
     return parsed.set(drivername=driver).render_as_string(hide_password=False)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def adb_sync_url(request: pytest.FixtureRequest) -> str:
-    """Like ``db_url``, over the backends that have an asyncio driver entry."""
-    return str(request.getfixturevalue(BACKEND_URLS[request.param]))
+@pytest.fixture
+def adb_sync_url(db_url: str) -> str:
+    """``db_url``: the sync URL of each backend in turn, whose twin ``adb_url`` is."""
+    return db_url
 
 
 @pytest.fixture
-def adb_url(adb_sync_url: str) -> str:
-    """The async URL of each backend in turn (``adb_sync_url``'s async twin)."""
-    return async_url(adb_sync_url)
+def adb_url(db_url: str) -> str:
+    """The async URL of each backend in turn (``db_url``'s async twin)."""
+    return async_url(db_url)
 
 
 async def _open_async_database(url: str) -> AsyncIterator[AsyncDatabase]:
@@ -360,10 +364,10 @@ async def _open_async_database(url: str) -> AsyncIterator[AsyncDatabase]:
 
 
 @pytest_asyncio.fixture
-async def adb(adb_sync_url: str) -> AsyncIterator[AsyncDatabase]:
+async def adb(db_url: str) -> AsyncIterator[AsyncDatabase]:
     """A ``dal.AsyncDatabase`` with empty test tables, on each backend in turn; it
     belongs to the test's event loop."""
-    async for database in _open_async_database(adb_sync_url):
+    async for database in _open_async_database(db_url):
         yield database
 
 

@@ -231,3 +231,26 @@ async def test_database_errors_are_dal_errors(adb: dal.AsyncDatabase) -> None:
     assert caught.value.__cause__ is not None
     with pytest.raises(dal.DatabaseError):
         await adb._read(lambda conn: conn.execute(text("SELECT nothing FROM nowhere")).all())
+
+
+async def test_reads_run_outside_any_transaction(adb: dal.AsyncDatabase) -> None:
+    # The driver's read mode: no BEGIN before a read (a snapshot older than the read,
+    # and a ROLLBACK round trip on its return), whichever path it takes.
+    pk = await _seed(adb)
+    probe = adb._driver.in_transaction
+
+    def after_a_select(conn: Connection) -> bool:
+        conn.execute(select(User.name).where(User.id == pk)).all()
+        return probe(conn.connection.dbapi_connection)
+
+    assert await adb._read(after_a_select) is False
+
+    async def in_session(session: AsyncSession) -> bool:
+        await session.scalar(select(User.name))
+        conn = await session.connection()
+        return probe((await conn.get_raw_connection()).dbapi_connection)
+
+    assert await adb._read_in_session(in_session) is False
+    async with adb.session() as s:  # a session is a transaction, as it should be
+        await s.execute(update(User).values(name="new"))
+        assert await in_session(s) is True

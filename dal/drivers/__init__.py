@@ -192,6 +192,7 @@ def _mysql(
     client: mysql.Client,
     check: Callable[[], None],
     on_connect: Callable[[Any, Any], None] | None = None,
+    is_async: bool = False,
 ) -> Driver:
     """A MySQL entry: its reads and transactions steered by ``client``'s status probe."""
     return Driver(
@@ -204,6 +205,7 @@ def _mysql(
         check=check,
         rollback_when_idle=False,
         setup=client.setup,
+        is_async=is_async,
     )
 
 
@@ -243,6 +245,11 @@ POSTGRESQL_ASYNCPG = Driver(
 )
 
 
+# SQLAlchemy's asyncmy adapter, steered as PyMySQL is (asyncmy measured faster than
+# aiomysql, which would be one more entry like this one).
+MYSQL_ASYNCMY = _mysql("asyncmy", adapters.ASYNCMY, adapters.requires("asyncmy"), is_async=True)
+
+
 # -- the table -----------------------------------------------------------------------
 
 #: Every supported driver; the first entry of a backend (sync or async) is the one a
@@ -254,6 +261,7 @@ DRIVERS: tuple[Driver, ...] = (
     MYSQL_MYSQLDB,
     SQLITE_AIOSQLITE,
     POSTGRESQL_ASYNCPG,
+    MYSQL_ASYNCMY,
 )
 
 

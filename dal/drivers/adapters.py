@@ -15,12 +15,14 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
+from .mysql import Client
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Dialect
     from sqlalchemy.pool import PoolProxiedConnection
 
 __all__ = [
+    "ASYNCMY",
     "aiosqlite_in_transaction",
     "asyncpg_autocommit",
     "asyncpg_in_transaction",
@@ -95,3 +97,24 @@ def aiosqlite_in_transaction(dbapi_connection: Any) -> bool:
         return bool(dbapi_connection.driver_connection.in_transaction)
     except ValueError:  # aiosqlite: "no active connection", closed: nothing is open
         return False
+
+
+# -- asyncmy -------------------------------------------------------------------------------
+
+
+def _asyncmy_status(dbapi_connection: Any) -> int | None:
+    """asyncmy keeps the last OK packet's status as PyMySQL does; None: closed."""
+    conn = dbapi_connection.driver_connection
+    if not conn.connected:
+        return None
+    return int(conn.server_status)
+
+
+def _asyncmy_begin(dbapi_connection: Any) -> None:
+    from sqlalchemy.util import await_only
+
+    await_only(dbapi_connection.driver_connection.begin())
+
+
+#: MySQL's reads and transactions (``dal.drivers.mysql``) on asyncmy's adapter.
+ASYNCMY = Client(_asyncmy_status, _asyncmy_begin)

@@ -114,8 +114,14 @@ class Client:
     of the connection's last reply (``status``: its flags, None once closed), which
     the driver must give without a round trip."""
 
-    def __init__(self, status: Callable[[Any], int | None]) -> None:
+    def __init__(
+        self,
+        status: Callable[[Any], int | None],
+        begin: Callable[[Any], None] = lambda dbapi_connection: dbapi_connection.begin(),
+    ) -> None:
         self.status = status
+        #: Sends BEGIN on the DBAPI connection (an async adapter awaits its driver's).
+        self.send_begin = begin
 
     def in_transaction(self, dbapi_connection: Any) -> bool:
         """Whether a transaction may be open on the connection (no round trip).
@@ -155,7 +161,7 @@ class Client:
             return
         try:
             dbapi_connection.autocommit(True)
-        except dbapi_connection.Error as exc:
+        except Exception as exc:  # the driver's error (an async adapter's has no .Error)
             raise InvalidatePoolError(f"SET AUTOCOMMIT failed on checkout: {exc}") from exc
 
     def begin(self, pooled: Any) -> None:
@@ -168,7 +174,7 @@ class Client:
             dbapi_connection = pooled.dbapi_connection
             # A closed connection begins all the same: the driver's error says why.
             if (self.status(dbapi_connection) or AUTOCOMMIT) & AUTOCOMMIT:
-                dbapi_connection.begin()
+                self.send_begin(dbapi_connection)
 
     def after_statement(self, conn: Any, cursor: Any, *args: Any) -> None:
         """``ConnectionEvents.after_cursor_execute``: begin again after an implicit commit.
@@ -183,10 +189,10 @@ class Client:
             or conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
         ):
             return
-        dbapi_connection = cursor.connection
+        dbapi_connection = conn.connection.dbapi_connection
         status = None if dbapi_connection is None else self.status(dbapi_connection)
         if status is not None and status & AUTOCOMMIT and not status & _IN_TRANS:
-            dbapi_connection.begin()
+            self.send_begin(dbapi_connection)
 
     @contextmanager
     def read_mode(self, pooled: Any) -> Iterator[None]:
