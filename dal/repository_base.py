@@ -214,7 +214,10 @@ class RepositoryBase(Generic[T]):
                 f"{type(self).__qualname__}.get_many takes an iterable of primary keys, "
                 f"not {type(pks).__name__} {reprlib.repr(pks)}; for one key, use get()"
             )
-        return list(dict.fromkeys(self._parts.key(pk) for pk in pks))
+        pks = list(pks)
+        if {*map(type, pks)} == {self._pk_type}:  # already of the key's type: the common case
+            return list(dict.fromkeys(pks))
+        return list(dict.fromkeys(map(self._parts.key, pks)))
 
     def _missing(self, pk: Any) -> NotFoundError:
         return NotFoundError(f"{self.model.__name__} {pk!r} does not exist")
@@ -252,11 +255,12 @@ class RepositoryBase(Generic[T]):
         A key the database may match to a row whose key folds elsewhere (a non-ASCII
         key under a case-insensitive collation) is read alone: its row is its own.
         """
-        exact = self._parts.pk.exact
-        reads: list[tuple[Any, Read]] = [
-            (key, (True, self._pk_read(key[1]))) for key in keys if not exact(key[1])
-        ]
-        pks = [key[1] for key in keys if exact(key[1])]
+        reads: list[tuple[Any, Read]] = []
+        pks = [key[1] for key in keys]
+        if self._pk_type is None:  # a key type that folds may not be exact
+            exact = self._parts.pk.exact
+            reads = [(key, (True, self._pk_read(key[1]))) for key in keys if not exact(key[1])]
+            pks = [pk for pk in pks if exact(pk)]
         reader = self._parts.pk_read
         if self._parts.pk.width == 1:
             for start in range(0, len(pks), MAX_KEYS):
@@ -273,15 +277,21 @@ class RepositoryBase(Generic[T]):
         """get_many's loaded records by key, from the results of ``_many_reads``."""
         indexes = self._parts.records.pk_indexes
         from_row = self._parts.pk.from_row
-        rows_ns, make = self._rows, self._make
+        rows_ns, make, plain = self._rows, self._make, self._pk_type
         found: dict[tuple[Namespace, Any], Record[T]] = {}
         alone = {}
         for key, result in results:
             if key is not None:
                 alone[key] = result
-                continue
-            for row in result:
-                found[(rows_ns, from_row(tuple(row[i] for i in indexes)))] = make(row)
+            elif plain is not None:
+                # A key read back as the key's own type is its cache key: no fold applies.
+                (i,) = indexes
+                for row in result:
+                    pk = row[i] if row[i].__class__ is plain else from_row((row[i],))
+                    found[(rows_ns, pk)] = make(row)
+            else:
+                for row in result:
+                    found[(rows_ns, from_row(tuple(row[i] for i in indexes)))] = make(row)
         found.update((key, rec) for key, rec in alone.items() if rec is not None)
         return found
 

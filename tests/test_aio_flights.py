@@ -230,6 +230,38 @@ def test_a_coroutine_waits_for_a_load_a_thread_leads() -> None:
     assert value == "from thread" and calls == [1] and ticks >= 10
 
 
+def test_a_coroutine_waits_for_its_own_key_of_a_threads_batch() -> None:
+    # A thread's get_many leases its misses as one flight: a coroutine missing the
+    # second key waits for that flight and gets that key's value, not the first's.
+    store = Store(100)
+    ns = _space(store)
+    release = threading.Event()
+    calls: list[list[Any]] = []
+
+    def load_many(keys: list[Any]) -> dict[Any, str]:
+        calls.append(keys)
+        release.wait(10)
+        return {key: f"row {key[1]}" for key in keys}
+
+    keys = [(ns, 1), (ns, 2), (ns, 3)]
+    thread = threading.Thread(target=store.get_many_or_load, args=(ns, keys, load_many))
+    thread.start()
+    wait_until(lambda: store.stats()["in_flight"] == 3)
+
+    async def never() -> str:
+        raise AssertionError("the coroutine must not load")
+
+    async def main() -> Any:
+        task = asyncio.create_task(loads.get_or_load(store, ns, (ns, 2), never))
+        await _until(lambda: _waiters(store) == 1)
+        release.set()
+        return await task
+
+    assert _run(main) == "row 2"
+    thread.join(10)
+    assert calls == [keys]
+
+
 def test_a_thread_waits_for_a_load_a_coroutine_leads() -> None:
     store = Store(100)
     ns = _space(store)

@@ -131,6 +131,26 @@ def test_a_repository_load_that_read_before_the_commit_is_not_stored(db) -> None
     assert users.get(pk).name == "new"
 
 
+def test_a_batch_load_loses_the_lease_of_each_written_key_alone(db) -> None:
+    # get_many leases all its misses as one flight; a commit revokes the keys it wrote,
+    # and the batch still stores the others.
+    users = Users(db)
+    pks = [users.add(email=f"{n}@example.com", name="old").id for n in "abc"]
+    reader, results, proceed = _read_held_after_select(db, lambda: users.get_many(pks))
+    users.update(pks[1], name="new")
+
+    assert users.get(pks[1]).name == "new"  # does not join the batch read before the commit
+    proceed.set()
+    reader.join(10)
+    assert [results[0][pk].name for pk in pks] == ["old", "old", "old"]
+    cache = db.stats()["cache"]
+    assert cache["stale_fills_prevented"] == 1
+    assert {pk: r.name for pk, r in users.get_many(pks).items()} == dict(
+        zip(pks, ["old", "new", "old"], strict=True)
+    )
+    assert db.stats()["cache"]["loads"] == cache["loads"]  # all three were hits
+
+
 def test_a_read_after_the_commit_does_not_join_a_load_from_before_it(db) -> None:
     # The revoked load is still running; a read that starts after the write
     # returned must run its own query instead of waiting for the old result.

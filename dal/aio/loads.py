@@ -41,7 +41,7 @@ async def get_or_load(
         if leader:
             _start(store, [flight], _one(key, load))
         try:
-            return await _wait(store, flight, future)
+            return await _wait(store, flight, future, key)
         except Abandoned:
             continue  # the load was cancelled, not failed: load again
 
@@ -54,7 +54,8 @@ async def get_many_or_load(
 ) -> dict[Key, Any]:
     """Cached values for ``keys``; one ``load_many`` call for the misses."""
     found: dict[Key, Any] = {}
-    flights: list[tuple[Flight, asyncio.Future[None]]] = []
+    # A flight may be a thread's batch, leased under other keys too: each wait names its key.
+    flights: list[tuple[Key, Flight, asyncio.Future[None]]] = []
     leads: list[Flight] = []
     loop = asyncio.get_running_loop()
     with store.lock:
@@ -63,20 +64,19 @@ async def get_many_or_load(
             if flight is None:
                 found[key] = value
                 continue
-            flights.append((flight, flight.future(loop)))
+            flights.append((key, flight, flight.future(loop)))
             if leader:
                 leads.append(flight)
     if leads:
         _start(store, leads, lambda: load_many([f.key for f in leads]))
     try:
-        for flight, future in flights:
+        for key, flight, future in flights:
             try:
-                found[flight.key] = await _wait(store, flight, future)
+                found[key] = await _wait(store, flight, future, key)
             except Abandoned:
-                load = _one_of(load_many, flight.key)
-                found[flight.key] = await get_or_load(store, ns, flight.key, load)
+                found[key] = await get_or_load(store, ns, key, _one_of(load_many, key))
     except BaseException:
-        for _, future in flights:
+        for _, _, future in flights:
             future.cancel()  # a cancelled caller leaves none of its waits behind
         raise
     return found
@@ -135,9 +135,9 @@ async def _run(store: Store, flights: list[Flight], load: Callable[[], Awaitable
     store._loaded(flights, values, started)
 
 
-async def _wait(store: Store, flight: Flight, future: asyncio.Future[None]) -> Any:
-    """The flight's value once ``future`` completes; a DalError if waiting would close a
-    cycle of loads waiting on each other (see ``flights.refuse_cycle``)."""
+async def _wait(store: Store, flight: Flight, future: asyncio.Future[None], key: Key) -> Any:
+    """The value of ``key`` once ``future`` completes; a DalError if waiting would close
+    a cycle of loads waiting on each other (see ``flights.refuse_cycle``)."""
     me = asyncio.current_task()
     if not future.done():
         with store.lock:
@@ -152,4 +152,4 @@ async def _wait(store: Store, flight: Flight, future: asyncio.Future[None]) -> A
         finally:
             with store.lock:
                 del store._waiting[me]
-    return flight.result()
+    return flight.result(key)

@@ -60,7 +60,7 @@ class Store:
 
     def __init__(self, max_entries: int, max_bytes: int | None = None) -> None:
         self.lock = threading.Lock()
-        self.data = LRU(max_entries, max_bytes, self._evicted)
+        self.data = LRU.bounded(max_entries, max_bytes, self._evicted)
         #: The LRU's recency order, for hit paths; see ``lru.hit_order``.
         self.order = hit_order(self.data)
         self.max_entries = max_entries
@@ -113,10 +113,9 @@ class Store:
                 return found
             missed = True
             if leader:
-                self._run([flight], lambda: {key: load()})
-                return flight.value
+                return self._run([flight], lambda: {key: load()})[key]
             try:
-                return self._wait(flight)
+                return self._wait(flight, key)
             except Abandoned:
                 continue  # the loader was interrupted, not failed: load again
 
@@ -126,34 +125,59 @@ class Store:
         keys: Iterable[Key],
         load_many: Callable[[list[Key]], Mapping[Key, Any]],
     ) -> dict[Key, Any]:
-        """Cached values for ``keys``; one ``load_many`` call for the misses."""
+        """Cached values for ``keys`` (absent rows as None); one ``load_many`` call for
+        the misses that no other caller is loading already.
+
+        The misses are one flight, leased under each of their keys: one lock taken
+        for every lookup and lease, one for the fill, one thread lock for the waiters,
+        and at most one clock read for the expiry of every entry found.
+        """
         found: dict[Key, Any] = {}
-        waits: list[Flight] = []
-        leads: list[Flight] = []
+        leads: list[Key] = []
+        waits: list[tuple[Flight, Key]] = []
+        inflight, order = self._inflight, self.order
+        batch: Flight | None = None
         with self.lock:
+            now: float | None = None
             for key in keys:
-                value = self._find(key)
-                if value is not MISSING:
-                    ns.hits += 1
-                    found[key] = value
+                try:
+                    slot = key[0].entries.get(key[1])
+                except TypeError:
+                    raise _uncacheable(key) from None
+                if slot is not None and slot.expires is not None:
+                    if now is None:
+                        now = monotonic()
+                    if slot.expires <= now:
+                        self._expire(slot)
+                        slot = None
+                if slot is not None:
+                    order.move_to_end(slot)
+                    found[key] = slot.value
                     continue
-                ns.misses += 1
-                flight, leader = self._join(ns, key)
-                (leads if leader else waits).append(flight)
-        if leads:
-            self._run(leads, lambda: load_many([f.key for f in leads]))
-        for flight in leads:
-            found[flight.key] = flight.value
-        for flight in waits:
+                other = inflight.get(key)
+                if other is None or other.finished:
+                    leads.append(key)
+                else:
+                    waits.append((other, key))
+            ns.hits += len(found)
+            ns.misses += len(leads) + len(waits)
+            if leads:
+                batch = Flight(ns, leads)
+                for key in leads:
+                    inflight[key] = batch
+        if batch is not None:
+            values = self._run([batch], lambda: load_many(leads))
+            for key in leads:
+                found[key] = values.get(key)
+        for flight, key in waits:
             try:
-                found[flight.key] = self._wait(flight)
+                found[key] = self._wait(flight, key)
             except Abandoned:
-                load_one = _one_of(load_many, flight.key)
-                found[flight.key] = self.get_or_load(ns, flight.key, load_one)
+                found[key] = self.get_or_load(ns, key, _one_of(load_many, key))
         return found
 
-    def _wait(self, flight: Flight) -> Any:
-        """``flight.result()``, or a ``DalError`` if the wait would never end.
+    def _wait(self, flight: Flight, key: Key) -> Any:
+        """``flight.result(key)``, or a ``DalError`` if the wait would never end.
 
         The check and the registration happen under one lock, so of two threads
         closing a cycle at once, exactly the second one sees it; the caller's own
@@ -164,7 +188,7 @@ class Store:
             refuse_cycle(self._waiting, me, flight, me)
             self._waiting[me] = flight
         try:
-            return flight.result()
+            return flight.result(key)
         finally:
             with self.lock:
                 del self._waiting[me]
@@ -186,7 +210,7 @@ class Store:
         flight = self._inflight.get(key)
         if flight is not None and not flight.finished:
             return flight, False
-        flight = self._inflight[key] = Flight(ns, key)
+        flight = self._inflight[key] = Flight(ns, [key])
         return flight, True
 
     def _find(self, key: Key) -> Any:
@@ -194,7 +218,7 @@ class Store:
         try:
             slot = key[0].entries.get(key[1])
         except TypeError:
-            raise UncacheableArgument(f"{key[1]!r} cannot be a cache key") from None
+            raise _uncacheable(key) from None
         if slot is None:
             return MISSING
         if slot.expires is not None and slot.expires <= monotonic():
@@ -203,31 +227,38 @@ class Store:
         self.order.move_to_end(slot)
         return slot.value
 
-    def _run(self, flights: list[Flight], load: Callable[[], Mapping[Key, Any]]) -> None:
-        """Run one load for ``flights``, store what is still leased, wake the waiters."""
+    def _run(
+        self, flights: list[Flight], load: Callable[[], Mapping[Key, Any]]
+    ) -> Mapping[Key, Any]:
+        """Run one load for ``flights``, store what is still leased, wake the waiters;
+        what the load returned."""
         # Age counts from before the read: the row is as old as the query, not the fill.
-        started = monotonic()
+        started = None if flights[0].ns.ttl is None else monotonic()
         try:
             values = load()
         except BaseException as exc:
             self._failed(flights, exc)
             raise
         self._loaded(flights, values, started)
+        return values
 
-    def _loaded(self, flights: list[Flight], values: Mapping[Key, Any], started: float) -> None:
+    def _loaded(
+        self, flights: list[Flight], values: Mapping[Key, Any], started: float | None
+    ) -> None:
         """Store the values whose lease still holds; then finish the flights.
 
-        Whatever happens, every flight is finished and leaves the in-flight table, so
-        no later miss can wait on a load that will never end.
+        ``started`` is when the load began (None if no TTL applies). Whatever
+        happens, every flight is finished and leaves the in-flight table, so no later
+        miss can wait on a load that will never end.
         """
         ns = flights[0].ns
         try:
             with self.lock:
                 ns.loads += 1
-                expires = None if ns.ttl is None else started + ns.ttl
+                expires = None if ns.ttl is None or started is None else started + ns.ttl
                 for flight in flights:
-                    flight.value = values.get(flight.key)
-                    self._fill(flight, expires)
+                    flight.values = values
+                    self._fill(flight, values, expires)
         except BaseException as exc:
             self._failed(flights, exc)
             raise
@@ -238,23 +269,26 @@ class Store:
         with self.lock:
             for flight in flights:
                 flight.error = exc
-                if self._inflight.get(flight.key) is flight:
-                    del self._inflight[flight.key]
+                for key in flight.keys:
+                    if self._inflight.get(key) is flight:
+                        del self._inflight[key]
         finish(self.lock, flights)
 
-    def _fill(self, flight: Flight, expires: float | None) -> None:
-        """Store a loaded value if its lease still holds (lock held)."""
-        key = flight.key
-        if self._inflight.get(key) is not flight:
-            # A commit revoked the lease while the load ran: it may have read
-            # the row as it was before that commit.
-            self.stale_fills_prevented += 1
-            return
-        del self._inflight[key]
-        if self._paused:
-            self.uncached_loads += 1
-            return
-        self._keep(flight.ns, key[1], flight.value, expires)
+    def _fill(self, flight: Flight, values: Mapping[Key, Any], expires: float | None) -> None:
+        """Store the loaded values of ``flight``'s keys whose lease still holds (lock held)."""
+        inflight, ns = self._inflight, flight.ns
+        paused = bool(self._paused)
+        for key in flight.keys:
+            if inflight.get(key) is not flight:
+                # A commit revoked the lease while the load ran: it may have read
+                # the row as it was before that commit.
+                self.stale_fills_prevented += 1
+                continue
+            del inflight[key]
+            if paused:
+                self.uncached_loads += 1
+                continue
+            self._keep(ns, key[1], values.get(key), expires)
 
     def _keep(self, ns: Namespace, within: Hashable, value: Any, expires: float | None) -> None:
         """Cache ``value`` under ``within`` in ``ns``, replacing any entry (lock held).
@@ -427,6 +461,10 @@ class Store:
 
 def _one_of(load_many: Callable[[list[Key]], Mapping[Key, Any]], key: Key) -> Callable[[], Any]:
     return lambda: load_many([key]).get(key)
+
+
+def _uncacheable(key: Key) -> UncacheableArgument:
+    return UncacheableArgument(f"{key[1]!r} cannot be a cache key")
 
 
 def _row_keys(ns: Namespace, pks: Collection[tuple[Any, ...]]) -> list[Key] | None:

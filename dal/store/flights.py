@@ -33,14 +33,30 @@ class Abandoned(Exception):
 
 
 class Flight:
-    """One load in progress; the callers that missed the same key wait on it."""
+    """One load in progress, of one key or of a batch (one query for many keys); the
+    callers that missed any of its keys wait on it."""
 
-    __slots__ = ("_done", "_futures", "error", "finished", "key", "ns", "owner", "thread", "value")
+    __slots__ = (
+        "_done",
+        "_futures",
+        "error",
+        "finished",
+        "key",
+        "keys",
+        "ns",
+        "owner",
+        "thread",
+        "values",
+    )
 
-    def __init__(self, ns: Any, key: tuple[Any, Hashable]) -> None:
+    def __init__(self, ns: Any, keys: list[tuple[Any, Hashable]]) -> None:
         self.ns = ns
-        self.key = key
-        self.value: Any = MISSING
+        #: The keys whose leases it took (the store's in-flight table names it for each).
+        self.keys = keys
+        #: The first of them, which names the load in messages.
+        self.key = keys[0]
+        #: What the load returned, by key; None until it returned.
+        self.values: Mapping[tuple[Any, Hashable], Any] | None = None
         self.error: BaseException | None = None
         #: The load's runner; a coroutine's flight is handed to its Task (``dal.aio.loads``).
         self.owner: Party = threading.get_ident()
@@ -66,8 +82,8 @@ class Flight:
             self._futures.append((loop, future))
         return future
 
-    def result(self) -> Any:
-        """Wait for the load; its value, or its error raised in this caller too.
+    def result(self, key: tuple[Any, Hashable]) -> Any:
+        """Wait for the load; the value of ``key``, or its error raised in this caller too.
 
         Threads call it through ``Store._wait``, which refuses a wait that would never
         end; a coroutine calls it once its future completed, when it no longer blocks.
@@ -76,11 +92,11 @@ class Flight:
             pass
         if isinstance(self.error, Exception):
             raise self.error
-        if self.error is not None or self.value is MISSING:
+        if self.error is not None or self.values is None:
             # KeyboardInterrupt, a cancellation: the loader's own business, not the
             # waiters'. They load again instead.
             raise Abandoned
-        return self.value
+        return self.values.get(key)
 
 
 def finish(lock: threading.Lock, flights: Iterable[Flight]) -> None:

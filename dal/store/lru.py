@@ -15,7 +15,7 @@ from typing import Any
 
 from cachetools import LRUCache
 
-__all__ = ["LRU", "Key", "Slot", "fallback_order", "hit_order"]
+__all__ = ["LRU", "BytesLRU", "Key", "Slot", "fallback_order", "hit_order"]
 
 #: (namespace, key within it): how the store names an entry or a load in flight.
 Key = tuple[Any, Hashable]
@@ -39,18 +39,34 @@ class Slot:
 
 
 class LRU(LRUCache[Slot, Slot]):
-    """cachetools' LRU of slots, reporting evictions, bounded by entries and bytes."""
+    """cachetools' LRU of slots, reporting evictions, bounded by entries.
 
-    def __init__(
-        self,
-        max_entries: int,
-        max_bytes: int | None,
-        on_evict: Callable[[Slot], None],
-    ) -> None:
+    ``LRU.bounded`` makes one bounded by bytes too (``BytesLRU``); the count alone
+    needs nothing around cachetools' own ``__setitem__``, which a fill pays per entry.
+    """
+
+    def __init__(self, max_entries: int, on_evict: Callable[[Slot], None]) -> None:
+        super().__init__(max_entries)
+        self._on_evict = on_evict
+
+    @staticmethod
+    def bounded(max_entries: int, max_bytes: int | None, on_evict: Callable[[Slot], None]) -> LRU:
+        """An LRU of at most ``max_entries`` slots, and of ``max_bytes`` if given."""
         if max_bytes is None:
-            super().__init__(max_entries)
-        else:
-            super().__init__(max_bytes, getsizeof=_counted)
+            return LRU(max_entries, on_evict)
+        return BytesLRU(max_entries, max_bytes, on_evict)
+
+    def popitem(self) -> tuple[Slot, Slot]:
+        key, value = super().popitem()
+        self._on_evict(key)
+        return key, value
+
+
+class BytesLRU(LRU):
+    """An LRU bounded by the slots' counted bytes, and by their number."""
+
+    def __init__(self, max_entries: int, max_bytes: int, on_evict: Callable[[Slot], None]) -> None:
+        LRUCache.__init__(self, max_bytes, getsizeof=_counted)
         self._max_entries = max_entries
         self._on_evict = on_evict
 
@@ -58,11 +74,6 @@ class LRU(LRUCache[Slot, Slot]):
         super().__setitem__(key, value)
         while len(self) > self._max_entries:
             self.popitem()
-
-    def popitem(self) -> tuple[Slot, Slot]:
-        key, value = super().popitem()
-        self._on_evict(key)
-        return key, value
 
 
 def _counted(slot: Slot) -> int:
