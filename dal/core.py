@@ -79,6 +79,7 @@ class Core:
         self._sync_engine: Engine = self._create_engine(driver)
         # Reads run in the driver's read mode: one round trip, no BEGIN/ROLLBACK around them.
         self._read_mode = driver.read_mode
+        self._raw_cursor = driver.raw_cursor
         self._sessions = sessionmaker(self._sync_engine, expire_on_commit=False)
         #: The innermost ``session()`` of the running context, whose writes reads must
         #: see (for ``AsyncDatabase``, its AsyncSession's ``sync_session``).
@@ -306,11 +307,12 @@ class Core:
         outer = self._reading.get()
         if outer is not None:  # inside a load: read on its connection
             dbapi = outer.connection.dbapi_connection
-            return reads.fetch(engine, None, dbapi, reader.sql, run)
+            return reads.fetch(engine, None, dbapi, reader.sql, run, self._raw_cursor)
         pooled = reads.raw_connection(engine)
         try:
             with self._read_mode(pooled):
-                return reads.fetch(engine, pooled, pooled.dbapi_connection, reader.sql, run)
+                dbapi = pooled.dbapi_connection
+                return reads.fetch(engine, pooled, dbapi, reader.sql, run, self._raw_cursor)
         finally:
             pooled.close()
 

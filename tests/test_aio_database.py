@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+import sqlalchemy.exc
 from sqlalchemy import Connection, event, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -153,6 +154,9 @@ async def test_a_raw_primary_key_read_returns_what_core_returns(adb: dal.AsyncDa
     assert row is not None and row[:3] == (pk, "a@example.com", "old")
     assert await adb._read_raw(reader, lambda cursor: reader.run(cursor, (pk + 1,))) is None
 
+    many = await adb._read_raw(reader, lambda cursor: reader.run_many(cursor, [pk, pk + 1]))
+    assert many == [row]
+
     seen: list[str] = []
     # Somebody listens: the same read goes through Core's events.
     event.listen(adb.engine.sync_engine, "before_cursor_execute", lambda *a: seen.append(a[2]))
@@ -254,3 +258,13 @@ async def test_reads_run_outside_any_transaction(adb: dal.AsyncDatabase) -> None
     async with adb.session() as s:  # a session is a transaction, as it should be
         await s.execute(update(User).values(name="new"))
         assert await in_session(s) is True
+
+
+async def test_a_raw_read_that_fails_is_a_database_error(adb: dal.AsyncDatabase) -> None:
+    reader = PkRead(adb.engine.dialect, list(User.__table__.columns), [User.__table__.c.id])
+    async with adb.engine.begin() as conn:
+        await conn.execute(text("DROP TABLE orders"))
+        await conn.execute(text("DROP TABLE users"))
+    with pytest.raises(dal.DatabaseError) as caught:
+        await adb._read_raw(reader, lambda cursor: reader.run(cursor, (1,)))
+    assert isinstance(caught.value.__cause__, sqlalchemy.exc.DBAPIError)

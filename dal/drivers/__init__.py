@@ -97,6 +97,9 @@ class Driver:
     setup: Callable[[Engine], None] | None = None
     #: An asyncio adapter, for ``AsyncDatabase``.
     is_async: bool = False
+    #: A cursor for the raw primary-key read on a DBAPI connection, cheaper than the
+    #: driver's own (None: ``dbapi_connection.cursor()``).
+    raw_cursor: Callable[[Any], Any] | None = None
 
     @property
     def name(self) -> str:
@@ -233,6 +236,7 @@ SQLITE_AIOSQLITE = Driver(
     check=_aiosqlite_check,
     rollback_when_idle=False,  # each ROLLBACK is a hop to aiosqlite's thread
     is_async=True,
+    raw_cursor=adapters.AiosqliteCursor,
 )
 
 POSTGRESQL_ASYNCPG = Driver(

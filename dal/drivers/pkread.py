@@ -74,7 +74,8 @@ class PkRead:
         bind = self._binds[0]
         values = [v if bind is None else bind(v) for v in pks]
         if self._array:
-            cursor.execute(self._array_sql(), {"keys": values})
+            sql, positional = self._array_sql()
+            cursor.execute(sql, (values,) if positional else {"keys": values})
             return self._convert(cursor, cursor.fetchall())
         size = 1 << max(len(pks) - 1, 0).bit_length()
         sql, positional = self._many_sql(size)
@@ -97,14 +98,17 @@ class PkRead:
             found = self._many[size] = (str(compiled), bool(compiled.positional))
         return found
 
-    def _array_sql(self) -> str:
+    def _array_sql(self) -> tuple[str, bool]:
         found = self._many.get(0)
         if found is None:
             column = self._pk_columns[0]
             keys = cast(bindparam("keys"), ARRAY(column.type))
-            statement = select(*self._columns).where(column == any_(keys))
-            found = self._many[0] = (str(statement.compile(dialect=self._dialect)), False)
-        return found[0]
+            compiled = (
+                select(*self._columns).where(column == any_(keys)).compile(dialect=self._dialect)
+            )
+            # asyncpg's dialect is positional ($1), psycopg2's named.
+            found = self._many[0] = (str(compiled), bool(compiled.positional))
+        return found
 
     def _convert(self, cursor: Any, rows: Sequence[Any]) -> list[tuple[Any, ...]]:
         processors = self._results

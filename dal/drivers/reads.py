@@ -100,6 +100,7 @@ def fetch(
     dbapi: Any,
     sql: str,
     run: Callable[[Any], T],
+    cursor_of: Callable[[Any], Any] | None = None,
 ) -> T:
     """``run(cursor)`` on ``dbapi``; driver errors wrapped as Core would wrap them.
 
@@ -107,7 +108,7 @@ def fetch(
     with its own connection's fate.
     """
     dialect = engine.dialect
-    cursor = dbapi.cursor()
+    cursor = dbapi.cursor() if cursor_of is None else cursor_of(dbapi)
     try:
         return run(cursor)
     except dialect.loaded_dbapi.Error as exc:
