@@ -385,6 +385,13 @@ async def pg_adb(postgres_url: str) -> AsyncIterator[AsyncDatabase]:
         yield database
 
 
+@pytest_asyncio.fixture
+async def mysql_adb(mysql_url: str) -> AsyncIterator[AsyncDatabase]:
+    """A ``dal.AsyncDatabase`` on MariaDB/MySQL (asyncmy) only."""
+    async for database in _open_async_database(mysql_url):
+        yield database
+
+
 @pytest.fixture
 def statements(db: Database) -> Iterator[StatementLog]:
     """Every SQL statement ``db.engine`` executes during the test (``.all``, ``.selects()``)."""

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 import dal
 from dal.drivers.pkread import PkRead
-from tests import pgserver
+from tests import mysqlserver, pgserver
 from tests.aiohelp import Names
 from tests.models import User
 from tests.test_recovery import _terminate_all
@@ -118,6 +118,31 @@ async def test_every_read_after_the_server_dropped_the_pool_succeeds(
     after = pg_adb.stats()["pool"]
     assert after["retries"] - before["retries"] == 1  # the first read only
     assert after["disconnects"] - before["disconnects"] == 1
+
+
+@pytest.mark.parametrize("call", ["read", "read_raw", "read_in_session"])
+async def test_after_a_mysql_restart_every_read_succeeds(
+    mysql_adb: dal.AsyncDatabase, mysql_url: str, call: str
+) -> None:
+    async with mysql_adb.session() as s:
+        s.add(User(id=1, email="a@example.com", name="a"))
+    held = [await mysql_adb.engine.connect() for _ in range(3)]
+    ids = [await conn.scalar(text("SELECT CONNECTION_ID()")) for conn in held]
+    for conn in held:
+        await conn.close()
+    admin = mysqlserver.connect(mysql_url)
+    try:
+        with admin.cursor() as cur:
+            for session_id in ids:  # every pooled connection ends, as in a server restart
+                cur.execute(f"KILL {int(session_id)}")
+    finally:
+        admin.close()
+    before = mysql_adb.stats()["pool"]["retries"]
+
+    results = [await CALLS[call](mysql_adb) for _ in range(3)]  # no error
+
+    assert results[0] == results[1] == results[2]
+    assert mysql_adb.stats()["pool"]["retries"] - before == 1  # the first read only
 
 
 async def test_a_write_on_a_dropped_connection_raises_and_the_next_one_works(
