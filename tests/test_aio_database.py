@@ -8,6 +8,7 @@ ends use; ``stats()`` and ``close()``.
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 import sqlalchemy.exc
@@ -268,3 +269,23 @@ async def test_a_raw_read_that_fails_is_a_database_error(adb: dal.AsyncDatabase)
     with pytest.raises(dal.DatabaseError) as caught:
         await adb._read_raw(reader, lambda cursor: reader.run(cursor, (1,)))
     assert isinstance(caught.value.__cause__, sqlalchemy.exc.DBAPIError)
+
+
+async def test_a_loop_in_another_thread_gets_a_config_error(adb: dal.AsyncDatabase) -> None:
+    def one(conn: Connection) -> object:
+        return conn.execute(text("SELECT 1")).scalar()
+
+    assert await adb._read(one) == 1  # this test's loop, running meanwhile
+    errors: list[BaseException] = []
+
+    def elsewhere() -> None:
+        try:
+            asyncio.run(adb._read(one))
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=elsewhere)
+    thread.start()
+    await asyncio.to_thread(thread.join)
+    assert len(errors) == 1 and isinstance(errors[0], dal.ConfigError), errors
+    assert await adb._read(one) == 1

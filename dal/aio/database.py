@@ -13,6 +13,7 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from threading import get_ident
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine
@@ -48,6 +49,9 @@ class AsyncDatabase(Core):
         #: The event loop this database's connections belong to: the first that used it.
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_lock = threading.Lock()
+        #: The thread that loop runs in, and its ``is_running``: see ``_check_loop``.
+        self._loop_thread: int | None = None
+        self._loop_running: Callable[[], bool] = lambda: False
         return self._engine.sync_engine
 
     # -- public -------------------------------------------------------------------
@@ -106,8 +110,13 @@ class AsyncDatabase(Core):
     # -- for the async repositories and cached queries ----------------------------------
 
     def _check_loop(self) -> None:
-        """Raise ConfigError on any event loop but this database's (cheap: hit paths)."""
-        if asyncio._get_running_loop() is not self._loop:
+        """Raise ConfigError on any event loop but this database's (cheap: hit paths).
+
+        One loop at most runs in a thread: in the loop's own thread, while it runs,
+        the caller is on it. That is two cheap calls; asking for the running loop
+        costs several times both, so only other cases do (``_bind_loop``).
+        """
+        if get_ident() != self._loop_thread or not self._loop_running():
             self._bind_loop()
 
     def _bind_loop(self) -> None:
@@ -117,6 +126,7 @@ class AsyncDatabase(Core):
         with self._loop_lock:
             if self._loop is None:
                 self._loop = loop
+                self._loop_thread, self._loop_running = get_ident(), loop.is_running
             first = self._loop
         if first is not loop:
             raise ConfigError(
