@@ -403,6 +403,16 @@ def statements(db: Database) -> Iterator[StatementLog]:
 
 
 @pytest.fixture
+def adb_statements(adb: AsyncDatabase) -> Iterator[StatementLog]:
+    """Every SQL statement ``adb``'s connections send during the test."""
+    log = StatementLog(adb._engine.sync_engine).attach()
+    try:
+        yield log
+    finally:
+        log.detach()
+
+
+@pytest.fixture
 def open_database(db: Database) -> Iterator[Callable[..., Database]]:
     """Another Database on the test's URL (tables already made), closed after the test."""
     import dal

@@ -4,7 +4,9 @@ It counts below SQLAlchemy, on the DBAPI connection (SQLite's trace callback, a
 psycopg2 cursor class, PyMySQL's command writer, mysqlclient's query and transaction
 calls), installed as each pooled connection is checked out. So it sees every statement
 that reaches the database, whichever way it was sent: through SQLAlchemy's execution,
-or straight on a pooled DBAPI cursor as dal's cheapest reads are.
+or straight on a pooled DBAPI cursor as dal's cheapest reads are. SQLAlchemy's asyncio
+adapters (aiosqlite, asyncpg, asyncmy, aiomysql) are slotted: for them the adapter's
+cursor class records the statements of the connections a log instrumented.
 """
 
 from __future__ import annotations
@@ -18,6 +20,51 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 __all__ = ["StatementLog"]
+
+
+#: id of an adapted asyncio connection -> (it, the log that records its statements).
+_adapted: dict[int, tuple[Any, StatementLog]] = {}
+
+
+def _adapter_cursors() -> list[type]:
+    """The asyncio adapters' cursor classes that define ``execute`` themselves."""
+    from sqlalchemy.connectors.asyncio import AsyncAdapt_dbapi_cursor
+    from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_cursor
+
+    return [AsyncAdapt_dbapi_cursor, AsyncAdapt_asyncpg_cursor]
+
+
+def _record_adapted(cls: type) -> None:
+    """Make ``cls.execute`` / ``executemany`` report to the connection's log (once)."""
+    if "_dal_statement_log" in cls.__dict__:
+        return
+    execute, executemany = cls.__dict__["execute"], cls.__dict__["executemany"]
+
+    def log_of(cursor: Any) -> StatementLog | None:
+        found = _adapted.get(id(cursor._adapt_connection))
+        return found[1] if found is not None and found[0] is cursor._adapt_connection else None
+
+    def logged_execute(self: Any, operation: Any, parameters: Any = None) -> Any:
+        log = log_of(self)
+        if log is not None:
+            log._record(str(operation))
+        return execute(self, operation, parameters)
+
+    def logged_executemany(self: Any, operation: Any, seq_of_parameters: Any) -> Any:
+        log = log_of(self)
+        if log is not None:
+            log._record(str(operation))
+        return executemany(self, operation, seq_of_parameters)
+
+    cls.execute = logged_execute  # type: ignore[attr-defined]
+    cls.executemany = logged_executemany  # type: ignore[attr-defined]
+    cls._dal_statement_log = True  # type: ignore[attr-defined]
+
+
+def _is_adapted(dbapi_connection: Any) -> bool:
+    from sqlalchemy.connectors.asyncio import AsyncAdapt_dbapi_connection
+
+    return isinstance(dbapi_connection, AsyncAdapt_dbapi_connection)
 
 
 def _is_from(package: str, dbapi_connection: Any) -> bool:
@@ -47,9 +94,15 @@ class StatementLog:
         if self._attached:
             event.remove(self.engine, "checkout", self._instrument)
             self._attached = False
+            for key in [k for k, (_, log) in _adapted.items() if log is self]:
+                del _adapted[key]
 
     def _instrument(self, dbapi_connection: Any, record: Any, proxy: Any) -> None:
-        if isinstance(dbapi_connection, sqlite3.Connection):
+        if _is_adapted(dbapi_connection):
+            for cls in _adapter_cursors():
+                _record_adapted(cls)
+            _adapted[id(dbapi_connection)] = (dbapi_connection, self)
+        elif isinstance(dbapi_connection, sqlite3.Connection):
             dbapi_connection.set_trace_callback(self._record)
         elif _is_from("pymysql", dbapi_connection):
             self._instrument_pymysql(dbapi_connection)
