@@ -1,6 +1,6 @@
 """dal: a caching data-access layer for SQLAlchemy that is never stale after a commit."""
 
-from .aio import AsyncDatabase
+from .aio import AsyncDatabase, AsyncRepository
 from .database import Database
 from .errors import (
     ConfigError,
@@ -19,6 +19,7 @@ from .repository import Repository
 
 __all__ = [
     "AsyncDatabase",
+    "AsyncRepository",
     "ConfigError",
     "DalError",
     "Database",

@@ -43,7 +43,13 @@ __all__ = ["plugin"]
 RECORD = "dal.records.Record"
 #: Calls whose return value is what the cached function returned, made into records.
 RETURNS_RECORDS = frozenset(
-    f"dal.query.CachedQuery.{name}" for name in ("__call__", "refresh", "uncached")
+    f"{cls}.{name}"
+    for cls in ("dal.query.CachedQuery", "dal.aio.query.AsyncCachedQuery")
+    for name in ("__call__", "refresh", "uncached")
+)
+#: ``set(value, *args)``: the value may be the records a call returns.
+TAKES_RECORDS = frozenset(
+    f"{cls}.set" for cls in ("dal.query.CachedQuery", "dal.aio.query.AsyncCachedQuery")
 )
 #: ``Mapped[X]`` and the other annotations of a mapped attribute whose value is an X.
 MAPPED = frozenset(
@@ -76,7 +82,7 @@ class DalPlugin(Plugin):
     def get_method_signature_hook(
         self, fullname: str
     ) -> Callable[[MethodSigContext], FunctionLike] | None:
-        if fullname == "dal.query.CachedQuery.set":
+        if fullname in TAKES_RECORDS:
             return _set_takes_records
         return None
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from functools import partial
-from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, cast, overload
 
 from sqlalchemy import Connection, Table
 from sqlalchemy import inspect as sa_inspect
@@ -15,10 +15,15 @@ from sqlalchemy.orm import Query, Session
 from .database import Database
 from .errors import ConfigError
 from .frozen import freeze, thaw
-from .repository_base import DEFAULT as _DEFAULT
-from .repository_base import CacheInfo
+from .repository_base import DEFAULT, CacheInfo
 from .store.keys import ArgumentKey, table_key
 from .tracking import catalog
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from .aio.database import AsyncDatabase
+    from .aio.query import AsyncCachedQuery
 
 __all__ = ["CachedQuery", "cached_query"]
 
@@ -26,39 +31,58 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+@overload
 def cached_query(
-    db: Database,
-    *,
-    depends_on: Iterable[Any],
-    ttl: float | None = _DEFAULT,
-) -> Callable[[Callable[Concatenate[Session, P], R]], CachedQuery[P, R]]:
+    db: Database, *, depends_on: Iterable[Any], ttl: float | None = ...
+) -> Callable[[Callable[Concatenate[Session, P], R]], CachedQuery[P, R]]: ...
+
+
+@overload
+def cached_query(
+    db: AsyncDatabase, *, depends_on: Iterable[Any], ttl: float | None = ...
+) -> Callable[[Callable[Concatenate[AsyncSession, P], Awaitable[R]]], AsyncCachedQuery[P, R]]: ...
+
+
+def cached_query(db: Any, *, depends_on: Iterable[Any], ttl: Any = DEFAULT) -> Any:
     """Cache ``fn(session, *args)`` per arguments; a committed write to any table in
     ``depends_on`` (models, Tables or table names) drops its results.
 
     The function receives a Session first and callers omit it. It should only read.
+    With an AsyncDatabase it is an ``async def`` that receives an AsyncSession, and
+    calls of it are awaited.
     """
+    asynchronous = not isinstance(db, Database)
+    if asynchronous:
+        from .aio.database import AsyncDatabase
+        from .aio.query import AsyncCachedQuery
+
+        if not isinstance(db, AsyncDatabase):
+            raise ConfigError(
+                f"cached_query takes a dal.Database or a dal.AsyncDatabase, not {db!r}"
+            )
     tables, unchecked = _table_names(db, depends_on)
-    if ttl is _DEFAULT:
+    if ttl is DEFAULT:
         ttl = db.settings.ttl
     elif ttl is not None and (
         isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl <= 0
     ):
         raise ConfigError(f"cached_query ttl={ttl!r} must be a positive number or None")
 
-    def decorate(fn: Callable[Concatenate[Session, P], R]) -> CachedQuery[P, R]:
-        _check_function(fn)
-        return CachedQuery(db, fn, tables, ttl, unchecked)
+    def decorate(fn: Callable[..., Any]) -> Any:
+        _check_function(fn, asynchronous)
+        kind = AsyncCachedQuery if asynchronous else CachedQuery
+        return kind(db, fn, tables, ttl, unchecked)
 
     return decorate
 
 
-class CachedQuery(Generic[P, R]):
-    """A cached function: call it as the original minus its Session argument."""
+class CachedQueryBase(Generic[P, R]):
+    """What a cached function is besides its calls: its key, namespace and counters."""
 
     def __init__(
         self,
-        db: Database,
-        fn: Callable[Concatenate[Session, P], R],
+        db: Any,
+        fn: Callable[..., Any],
         tables: frozenset[str],
         ttl: float | None,
         unchecked: tuple[str, ...] = (),
@@ -72,39 +96,9 @@ class CachedQuery(Generic[P, R]):
         name = getattr(fn, "__qualname__", repr(fn))
         # Keyed by this object: the same function cached twice is two caches.
         self._ns = db._store.namespace(self, name, tables, ttl)
-        functools.update_wrapper(self, fn)
+        functools.update_wrapper(cast(Any, self), fn)
         # What callers pass: FastAPI's Depends and documentation tools read this.
         self.__signature__ = _callers_signature(fn)
-
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        key = (self._ns, self._key(args, kwargs))
-        if self._db._active.get() is not None:
-            session = self._db._writing_session()
-            if session is not None:  # see the session's own writes; cache nothing
-                return self._in_session(session, args, kwargs)
-        stored = self._store.get_or_load(self._ns, key, partial(self._load, args, kwargs))
-        return thaw(stored)  # type: ignore[no-any-return]
-
-    def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Load the result for these arguments now, store it, and return it."""
-        key = (self._ns, self._key(args, kwargs))
-        # Dropping revokes a load in flight: the value stored is one read from here on.
-        self._store.drop(self._ns, key)
-        return thaw(self._store.get_or_load(self._ns, key, partial(self._load, args, kwargs)))  # type: ignore[no-any-return]
-
-    def set(self, value: R, *args: P.args, **kwargs: P.kwargs) -> None:
-        """Store ``value`` as the result for these arguments (until a write drops it)."""
-        if self._unchecked:
-            self._db._read(self._check_tables)
-        self._store.put(self._ns, (self._ns, self._key(args, kwargs)), self._freeze(value))
-
-    def uncached(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Call the function on a fresh session, bypassing the cache (nothing is stored)."""
-        if self._db._active.get() is not None:
-            session = self._db._writing_session()
-            if session is not None:
-                return self._in_session(session, args, kwargs)
-        return thaw(self._load(args, kwargs))  # type: ignore[no-any-return]
 
     def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> None:
         """Forget the result cached for these arguments."""
@@ -120,18 +114,6 @@ class CachedQuery(Generic[P, R]):
         ns = self._ns
         with self._store.lock:
             return CacheInfo(ns.hits, ns.misses, self._store.max_entries, len(ns.entries))
-
-    def _in_session(self, session: Session, args: Any, kwargs: Any) -> R:
-        """The function run in the caller's writing session: its writes seen, nothing stored."""
-        with self._db._boundary():
-            value = self._fn(session, *args, **kwargs)
-        return thaw(self._freeze(value))  # type: ignore[no-any-return]
-
-    def _load(self, args: Any, kwargs: Any) -> Any:
-        if self._unchecked:
-            self._db._read(self._check_tables)
-        # Frozen inside the session, while ORM instances can still load attributes.
-        return self._db._read_in_session(lambda s: self._freeze(self._fn(s, *args, **kwargs)))
 
     def _freeze(self, value: Any) -> Any:
         """``freeze(value)``, or a ConfigError naming the function if it cannot be stored."""
@@ -166,6 +148,55 @@ class CachedQuery(Generic[P, R]):
         return f"<cached_query {self._ns.name} on {sorted(self._ns.tables)}>"
 
 
+class CachedQuery(CachedQueryBase[P, R]):
+    """A cached function: call it as the original minus its Session argument."""
+
+    _db: Database
+    _fn: Callable[Concatenate[Session, P], R]
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        key = (self._ns, self._key(args, kwargs))
+        if self._db._active.get() is not None:
+            session = self._db._writing_session()
+            if session is not None:  # see the session's own writes; cache nothing
+                return self._in_session(session, args, kwargs)
+        stored = self._store.get_or_load(self._ns, key, partial(self._load, args, kwargs))
+        return thaw(stored)  # type: ignore[no-any-return]
+
+    def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Load the result for these arguments now, store it, and return it."""
+        key = (self._ns, self._key(args, kwargs))
+        # Dropping revokes a load in flight: the value stored is one read from here on.
+        self._store.drop(self._ns, key)
+        return thaw(self._store.get_or_load(self._ns, key, partial(self._load, args, kwargs)))  # type: ignore[no-any-return]
+
+    def set(self, value: R, *args: P.args, **kwargs: P.kwargs) -> None:
+        """Store ``value`` as the result for these arguments (until a write drops it)."""
+        if self._unchecked:
+            self._db._read(self._check_tables)
+        self._store.put(self._ns, (self._ns, self._key(args, kwargs)), self._freeze(value))
+
+    def uncached(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Call the function on a fresh session, bypassing the cache (nothing is stored)."""
+        if self._db._active.get() is not None:
+            session = self._db._writing_session()
+            if session is not None:
+                return self._in_session(session, args, kwargs)
+        return thaw(self._load(args, kwargs))  # type: ignore[no-any-return]
+
+    def _in_session(self, session: Session, args: Any, kwargs: Any) -> R:
+        """The function run in the caller's writing session: its writes seen, nothing stored."""
+        with self._db._boundary():
+            value = self._fn(session, *args, **kwargs)
+        return thaw(self._freeze(value))  # type: ignore[no-any-return]
+
+    def _load(self, args: Any, kwargs: Any) -> Any:
+        if self._unchecked:
+            self._db._read(self._check_tables)
+        # Frozen inside the session, while ORM instances can still load attributes.
+        return self._db._read_in_session(lambda s: self._freeze(self._fn(s, *args, **kwargs)))
+
+
 def _callers_signature(fn: Callable[..., Any]) -> inspect.Signature:
     """``fn``'s signature without its first (Session) parameter, annotations resolved."""
     try:
@@ -181,18 +212,23 @@ def _callers_signature(fn: Callable[..., Any]) -> inspect.Signature:
     return signature.replace(parameters=parameters)
 
 
-def _check_function(fn: Callable[..., Any]) -> None:
+def _check_function(fn: Callable[..., Any], asynchronous: bool) -> None:
     """Refuse, when decorated, a function dal could not call as a cached query."""
     name = getattr(fn, "__qualname__", repr(fn))
-    if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
-        raise ConfigError(
-            f"cached_query {name} is an async function, and the Database is synchronous: "
-            "use a def, or an AsyncDatabase"
-        )
-    if inspect.isgeneratorfunction(fn):
+    if inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
         raise ConfigError(
             f"cached_query {name} is a generator function: its result would be read after "
             "its session closed; return a list instead"
+        )
+    if asynchronous and not inspect.iscoroutinefunction(fn):
+        raise ConfigError(
+            f"cached_query {name} is a plain def, and the Database is an AsyncDatabase: "
+            "use an async def taking an AsyncSession, or a dal.Database"
+        )
+    if not asynchronous and inspect.iscoroutinefunction(fn):
+        raise ConfigError(
+            f"cached_query {name} is an async function, and the Database is synchronous: "
+            "use a def, or an AsyncDatabase"
         )
     try:
         params = list(inspect.signature(fn).parameters.values())
@@ -205,13 +241,14 @@ def _check_function(fn: Callable[..., Any]) -> None:
     )
     if not params or params[0].kind not in takes_session:
         short = getattr(fn, "__name__", "f")
+        session, prefix = ("an AsyncSession", "async ") if asynchronous else ("a Session", "")
         raise ConfigError(
-            f"cached_query {name} takes no session parameter: dal passes a Session as "
-            f"the first positional argument, e.g. def {short}(session, ...)"
+            f"cached_query {name} takes no session parameter: dal passes {session} as "
+            f"the first positional argument, e.g. {prefix}def {short}(session, ...)"
         )
 
 
-def _table_names(db: Database, depends_on: Iterable[Any]) -> tuple[frozenset[str], tuple[str, ...]]:
+def _table_names(db: Any, depends_on: Iterable[Any]) -> tuple[frozenset[str], tuple[str, ...]]:
     """The table keys ``depends_on`` names, and the names no model's MetaData knows.
 
     Names are matched as the database compares them (``keys.table_key``): ``"USERS"``

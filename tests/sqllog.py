@@ -4,9 +4,10 @@ It counts below SQLAlchemy, on the DBAPI connection (SQLite's trace callback, a
 psycopg2 cursor class, PyMySQL's command writer, mysqlclient's query and transaction
 calls), installed as each pooled connection is checked out. So it sees every statement
 that reaches the database, whichever way it was sent: through SQLAlchemy's execution,
-or straight on a pooled DBAPI cursor as dal's cheapest reads are. SQLAlchemy's asyncio
-adapters (aiosqlite, asyncpg, asyncmy, aiomysql) are slotted: for them the adapter's
-cursor class records the statements of the connections a log instrumented.
+or straight on a pooled DBAPI cursor as dal's cheapest reads are. On aiosqlite it is
+the sqlite3 connection's trace callback too (set on aiosqlite's thread); SQLAlchemy's
+other asyncio adapters (asyncpg, asyncmy) are slotted: for them the adapter's cursor
+class records the statements of the connections a log instrumented.
 """
 
 from __future__ import annotations
@@ -98,7 +99,15 @@ class StatementLog:
                 del _adapted[key]
 
     def _instrument(self, dbapi_connection: Any, record: Any, proxy: Any) -> None:
-        if _is_adapted(dbapi_connection):
+        if _is_adapted(dbapi_connection) and _is_from(
+            "aiosqlite", dbapi_connection.driver_connection
+        ):
+            # dal's raw reads go straight to the sqlite3 connection on aiosqlite's thread,
+            # past the adapter: its trace callback sees every statement, set there too.
+            from sqlalchemy.util import await_only
+
+            await_only(dbapi_connection.driver_connection.set_trace_callback(self._record))
+        elif _is_adapted(dbapi_connection):
             for cls in _adapter_cursors():
                 _record_adapted(cls)
             _adapted[id(dbapi_connection)] = (dbapi_connection, self)

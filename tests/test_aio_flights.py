@@ -19,7 +19,7 @@ import pytest
 import dal
 from dal.aio import loads
 from dal.store.cache import Namespace, Store
-from tests.waiting import wait_until
+from tests.waiting import turns_until, wait_until
 
 
 def _space(store: Store) -> Namespace:
@@ -53,15 +53,6 @@ class _Load:
         return self.value
 
 
-async def _until(condition: Callable[[], bool]) -> None:
-    """Let the loop run until ``condition`` holds (bounded, never timed)."""
-    for _ in range(10_000):
-        if condition():
-            return
-        await asyncio.sleep(0)
-    raise AssertionError(f"condition not met: {condition}")
-
-
 def _waiters(store: Store) -> int:
     with store.lock:
         return len(store._waiting)
@@ -71,7 +62,7 @@ async def _callers(store: Store, ns: Namespace, load: Any, n: int) -> list[async
     """``n`` more coroutines missing key 1, returned once all of them wait."""
     before = _waiters(store)
     tasks = [asyncio.create_task(loads.get_or_load(store, ns, (ns, 1), load)) for _ in range(n)]
-    await _until(lambda: _waiters(store) == before + n)
+    await turns_until(lambda: _waiters(store) == before + n)
     return tasks
 
 
@@ -83,7 +74,7 @@ def test_concurrent_coroutines_share_one_load() -> None:
     async def main() -> list[Any]:
         calls = [loads.get_or_load(store, ns, (ns, 1), load) for _ in range(50)]
         tasks = [asyncio.create_task(c) for c in calls]
-        await _until(lambda: _waiters(store) == 50)  # 49 waiters and the leader
+        await turns_until(lambda: _waiters(store) == 50)  # 49 waiters and the leader
         load.release.set()
         return await asyncio.gather(*tasks)
 
@@ -120,7 +111,7 @@ def test_a_cancelled_caller_cancels_only_itself(cancelled: str) -> None:
         others = await _callers(store, ns, load, 3)
         victim = leader if cancelled == "leader" else others[0]
         victim.cancel()
-        await _until(lambda: _waiters(store) == 3)
+        await turns_until(lambda: _waiters(store) == 3)
         load.release.set()
         results = await asyncio.gather(leader, *others, return_exceptions=True)
         return results, victim.cancelled()
@@ -144,7 +135,7 @@ def test_every_caller_cancelled_the_load_still_stores_its_value() -> None:
             caller.cancel()
         await asyncio.gather(*callers, return_exceptions=True)
         load.release.set()
-        await _until(lambda: store.stats()["in_flight"] == 0)
+        await turns_until(lambda: store.stats()["in_flight"] == 0)
 
     _run(main)
     assert store.stats()["currsize"] == 1 and load.calls == 1
@@ -187,7 +178,7 @@ def test_a_cancelled_load_sends_its_waiters_to_load_again(when: str) -> None:
             await load.started.wait()
         (load_task,) = loads._running
         load_task.cancel()
-        await _until(lambda: load.calls == (2 if when == "while it reads" else 1))
+        await turns_until(lambda: load.calls == (2 if when == "while it reads" else 1))
         load.release.set()
         return await asyncio.gather(*callers)
 
@@ -216,7 +207,7 @@ def test_a_coroutine_waits_for_a_load_a_thread_leads() -> None:
 
     async def main() -> Any:
         task = asyncio.create_task(loads.get_or_load(store, ns, (ns, 1), never))
-        await _until(lambda: _waiters(store) == 1)
+        await turns_until(lambda: _waiters(store) == 1)
         ticks = 0
         while not task.done():  # the loop keeps running while the coroutine waits
             ticks += 1
@@ -253,7 +244,7 @@ def test_a_coroutine_waits_for_its_own_key_of_a_threads_batch() -> None:
 
     async def main() -> Any:
         task = asyncio.create_task(loads.get_or_load(store, ns, (ns, 2), never))
-        await _until(lambda: _waiters(store) == 1)
+        await turns_until(lambda: _waiters(store) == 1)
         release.set()
         return await task
 
@@ -276,7 +267,7 @@ def test_a_thread_waits_for_a_load_a_coroutine_leads() -> None:
         await load.started.wait()
         thread = threading.Thread(target=sync_reader)
         thread.start()
-        await _until(lambda: _waiters(store) == 2)  # the leader and the thread
+        await turns_until(lambda: _waiters(store) == 2)  # the leader and the thread
         load.release.set()
         value = await task
         await asyncio.to_thread(thread.join, 10)
@@ -333,7 +324,7 @@ def test_two_loads_awaiting_each_other_are_refused_in_the_one_that_closes_the_cy
 
     async def load_g() -> Any:
         await f_started.wait()
-        await _until(lambda: _waiters(store) == 3)  # f waits on g now
+        await turns_until(lambda: _waiters(store) == 3)  # f waits on g now
         try:
             return await loads.get_or_load(store, ns, (ns, "f"), load_f)
         except dal.DalError as exc:
@@ -341,7 +332,7 @@ def test_two_loads_awaiting_each_other_are_refused_in_the_one_that_closes_the_cy
 
     async def main() -> Any:
         g = asyncio.create_task(loads.get_or_load(store, ns, (ns, "g"), load_g))
-        await _until(lambda: _waiters(store) == 1)
+        await turns_until(lambda: _waiters(store) == 1)
         f = await loads.get_or_load(store, ns, (ns, "f"), load_f)
         return f, await g
 
@@ -366,11 +357,11 @@ def test_get_many_shares_loads_with_get_and_survives_cancellation() -> None:
         many = asyncio.create_task(
             loads.get_many_or_load(store, ns, [(ns, 1), (ns, 2), (ns, 3)], load_many)
         )
-        await _until(lambda: _waiters(store) == 2)  # single, and many on key 1
+        await turns_until(lambda: _waiters(store) == 2)  # single, and many on key 1
         cancelled = asyncio.create_task(
             loads.get_many_or_load(store, ns, [(ns, 1), (ns, 4)], load_many)
         )
-        await _until(lambda: _waiters(store) == 3)
+        await turns_until(lambda: _waiters(store) == 3)
         cancelled.cancel()
         await asyncio.gather(cancelled, return_exceptions=True)
         one.release.set()

@@ -19,6 +19,8 @@ import dal.errors
 DESIGNED = {
     "Database",
     "Repository",
+    "AsyncDatabase",
+    "AsyncRepository",
     "cached_query",
     "DalError",
     "ConfigError",

@@ -6,6 +6,7 @@ from collections.abc import Hashable, Sequence
 from typing import Any
 
 from sqlalchemy import Row, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, selectinload
 from typing_extensions import assert_type
 
@@ -70,3 +71,39 @@ assert_type(pairs(), list[Row[tuple[Record[Customer], Record[Purchase]]]])
 assert_type(emails(), dict[int, str])
 with_purchases.set(with_purchases(10), 10)  # records, as the call returns them
 with_purchases.set([Customer(email="a@example.com")], 10)  # or instances
+
+
+# -- async: the same types, awaited ----------------------------------------------------------
+
+
+class AsyncCustomers(dal.AsyncRepository[Customer]):
+    pass
+
+
+adb = dal.AsyncDatabase()
+async_customers = AsyncCustomers(adb)
+
+
+@dal.cached_query(adb, depends_on=[Customer])
+async def async_with_purchases(session: AsyncSession, limit: int) -> Sequence[Customer]:
+    query = select(Customer).options(selectinload(Customer.purchases)).limit(limit)
+    return (await session.scalars(query)).all()
+
+
+async def use_async() -> None:
+    found = await async_customers.get(1)
+    assert_type(found, Record[Customer] | None)
+    if found is not None:
+        assert_type(found.email, str)
+    assert_type(await async_customers.get_many([1]), dict[Hashable, Record[Customer]])
+    assert_type(await async_customers.find(email="a@example.com"), list[Record[Customer]])
+    assert_type(await async_customers.find_one(), Record[Customer] | None)
+    assert_type(await async_customers.count(), int)
+    assert_type(await async_customers.exists(), bool)
+    assert_type((await async_customers.add(email="a@example.com")).id, int)
+    assert_type(await async_customers.delete(1), bool)
+    assert_type(async_customers.cache_info().hits, int)
+    assert_type(await async_with_purchases(10), Sequence[Record[Customer]])
+    assert_type(await async_with_purchases.refresh(10), Sequence[Record[Customer]])
+    await async_with_purchases.set(await async_with_purchases(10), 10)
+    async_with_purchases.invalidate(10)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 import dal
@@ -42,3 +43,25 @@ def richest(session: Session, limit: int) -> Sequence[Customer]:
 richest(3)[0].email = "c@example.com"  # E: variable has type "Never"
 richest.set([1], 3)  # E: Argument 1 to "set" of "CachedQuery" has incompatible type "list[int]"
 richest("3")  # E: incompatible type "str"; expected "int"
+
+
+class AsyncCustomers(dal.AsyncRepository[Customer]):
+    pass
+
+
+adb = dal.AsyncDatabase()
+
+
+@dal.cached_query(adb, depends_on=[Customer])
+async def async_richest(session: AsyncSession, limit: int) -> Sequence[Customer]:
+    return (await session.scalars(select(Customer).limit(limit))).all()
+
+
+async def use_async() -> None:
+    found = await AsyncCustomers(adb).get(1)
+    assert found is not None
+    found.emial  # E: "Record[Customer]" has no attribute "emial"
+    (await async_richest(3))[0].email = "c@example.com"  # E: variable has type "Never"
+    await async_richest("3")  # E: incompatible type "str"; expected "int"
+    pending = AsyncCustomers(adb).get(1)  # not awaited
+    pending.email  # E: "Coroutine[Any, Any, Record[Customer] | None]" has no attribute "email"
