@@ -75,3 +75,26 @@ async def test_a_row_cached_while_commit_is_in_the_server_is_dropped_when_it_ret
     # The writer has returned, so its COMMIT has: no later read may see the old row.
     assert not names.cached(1)
     assert await names.get(1) == "new"
+
+
+async def test_a_writer_cancelled_inside_its_commit_leaves_nothing_stale_or_checked_out(
+    pg_adb: dal.AsyncDatabase,
+) -> None:
+    # The COMMIT's outcome is the server's business (asyncpg cancels the statement);
+    # whatever it is, the cache must not contradict it and the connection comes back.
+    async with pg_adb.session() as s:
+        s.add(User(id=1, email="a@example.com", name="old"))
+    names = Names(pg_adb)
+    assert await names.get(1) == "old"
+
+    with parking(pg_adb) as park:  # type: ignore[arg-type]
+        writer = asyncio.create_task(_write(pg_adb, 1))
+        await until(park.parked)
+        writer.cancel()
+        park.release()
+        with pytest.raises(asyncio.CancelledError):
+            await writer
+
+    assert pg_adb.stats()["pool"]["checked_out"] == 0
+    assert not names.cached(1)  # dropped at the COMMIT, whatever came of it
+    assert await names.get(1) == await names.fetch(1)
