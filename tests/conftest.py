@@ -18,13 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import pytest_asyncio
-from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.pool import NullPool
 
-from tests import mysqlserver, pgserver
-from tests.models import Base
+from tests import mysqlserver, pgserver, tables
 from tests.sqllog import StatementLog
 
 if TYPE_CHECKING:
@@ -92,6 +88,7 @@ def postgres_url(postgres_admin_url: str) -> Iterator[str]:
     try:
         yield url.render_as_string(hide_password=False)
     finally:
+        tables.forget(url.render_as_string(hide_password=False))
         admin = pgserver.connect(postgres_admin_url)
         try:
             with admin.cursor() as cur:
@@ -151,6 +148,7 @@ def mysql_url(mysql_admin_url: str) -> Iterator[str]:
     try:
         yield url.render_as_string(hide_password=False)
     finally:
+        tables.forget(url.render_as_string(hide_password=False))
         admin = mysqlserver.connect(mysql_admin_url)
         try:
             # A leaked connection holding a metadata lock would make DROP DATABASE wait.
@@ -239,47 +237,10 @@ def db_url(request: pytest.FixtureRequest) -> str:
 # --- dal.Database -----------------------------------------------------------------------
 
 
-def _schema(url: str, *, create: bool) -> None:
-    """Create the test tables at ``url`` (after dropping leftovers), or drop them.
-
-    A separate, unpooled engine: the ``Database`` under test starts with a cold pool
-    and counters at zero, and sees no DDL.
-    """
-    backend = make_url(url).get_backend_name()
-    # A connection leaked by a failed test may hold a lock on a table: wait a little,
-    # not forever, then end such sessions and drop again.
-    connect_args = {
-        "postgresql": {"options": "-c lock_timeout=5s"},
-        "mysql": {"init_command": "SET SESSION lock_wait_timeout = 5"},
-    }.get(backend, {})
-    engine = create_engine(url, poolclass=NullPool, connect_args=connect_args)
-    try:
-        try:
-            Base.metadata.drop_all(engine)
-        except OperationalError:
-            if backend == "sqlite":
-                raise
-            with engine.connect() as conn:
-                if backend == "mysql":
-                    _kill_mysql_sessions(conn.connection.dbapi_connection, str(engine.url.database))
-                else:
-                    conn.execute(
-                        text(
-                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                        )
-                    )
-            Base.metadata.drop_all(engine)
-        if create:
-            Base.metadata.create_all(engine)
-    finally:
-        engine.dispose()
-
-
 def _open_database(url: str) -> Iterator[Database]:
     import dal  # here, not at the top: conftest must import while dal is incomplete
 
-    _schema(url, create=True)
+    tables.fresh(url)
     database = dal.Database(url)
     try:
         yield database
@@ -288,9 +249,6 @@ def _open_database(url: str) -> Iterator[Database]:
         assert checked_out == 0, f"{checked_out} pooled connection(s) still checked out"
     finally:
         database.close()
-        if make_url(url).get_backend_name() != "sqlite":
-            # A server's database is shared by the whole session.
-            _schema(url, create=False)
 
 
 @pytest.fixture
@@ -350,7 +308,7 @@ async def _open_async_database(url: str) -> AsyncIterator[AsyncDatabase]:
     """An AsyncDatabase on the async twin of ``url`` (a sync URL, which makes the schema)."""
     import dal
 
-    _schema(url, create=True)
+    tables.fresh(url)
     database = dal.AsyncDatabase(async_url(url))
     try:
         yield database
@@ -359,8 +317,6 @@ async def _open_async_database(url: str) -> AsyncIterator[AsyncDatabase]:
         assert checked_out == 0, f"{checked_out} pooled connection(s) still checked out"
     finally:
         await database.close()
-        if make_url(url).get_backend_name() != "sqlite":
-            _schema(url, create=False)
 
 
 @pytest_asyncio.fixture
