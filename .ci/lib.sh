@@ -61,7 +61,7 @@ install() {
     "$venv/bin/pip" install "$@" -e ".[$extras]"
     "$venv/bin/python" --version
     "$venv/bin/pip" list 2>/dev/null |
-        grep -iE '^(sqlalchemy-dal|cachetools|sqlalchemy|psycopg2-binary|pymysql|mysqlclient|pytest|freezegun|dogpile\.cache|matplotlib|mypy|ruff|prometheus.client|opentelemetry-(api|sdk)) ' ||
+        grep -iE '^(sqlalchemy-dal|cachetools|sqlalchemy|psycopg2-binary|pymysql|mysqlclient|greenlet|asyncpg|aiosqlite|asyncmy|pytest|pytest-asyncio|freezegun|dogpile\.cache|matplotlib|mypy|ruff|prometheus.client|opentelemetry-(api|sdk)) ' ||
         true
 }
 
