@@ -164,3 +164,23 @@ async def test_cancelled_again_during_its_cleanup_a_session_still_ends_cleanly(
     assert adb.stats()["pool"]["checked_out"] == 0
     assert adb.stats()["pool"]["disconnects"] == disconnects
     assert await adb._read(lambda conn: conn.execute(select(User.name)).scalar()) == "old"
+
+
+async def test_a_task_cancelled_inside_a_cached_querys_body_returns_the_connection(
+    adb: dal.AsyncDatabase,
+) -> None:
+    inside = asyncio.Event()
+
+    async def query(session: AsyncSession) -> Any:
+        await session.scalar(select(User.name))
+        inside.set()
+        await asyncio.Event().wait()  # until cancelled
+
+    task = asyncio.create_task(adb._read_in_session(query))
+    await inside.wait()
+    assert adb.stats()["pool"]["checked_out"] == 1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert adb.stats()["pool"]["checked_out"] == 0
+    assert await _read(adb) == []
