@@ -1,0 +1,252 @@
+"""examples/tornado_app.py over real HTTP, on SQLite, PostgreSQL and MariaDB.
+
+The app runs on a real port in the test's event loop and Tornado's HTTP client talks
+to it; a last test starts it the way the README says and asks for ``/health``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import urllib.request
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tornado.netutil
+from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+from tornado.httpclient import AsyncHTTPClient
+from tornado.httpserver import HTTPServer
+
+import dal
+from examples.tornado_app import CITIES, Base, create_items, make_app
+
+ROOT = Path(__file__).resolve().parents[1]
+ASYNC_DRIVERS = {"postgresql": "asyncpg", "mysql": "asyncmy", "sqlite": "aiosqlite"}
+ROWS = 30
+
+
+def async_url(url: str) -> str:
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    return parsed.set(drivername=f"{backend}+{ASYNC_DRIVERS[backend]}").render_as_string(
+        hide_password=False
+    )
+
+
+class Client:
+    """JSON requests to the app: (status, decoded body)."""
+
+    def __init__(self, port: int) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+        self.http = AsyncHTTPClient()
+
+    async def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+        response = await self.http.fetch(
+            self.base + path, method=method, body=data, raise_error=False
+        )
+        assert response.headers["Content-Type"].startswith("application/json"), response.body
+        return response.code, json.loads(response.body)
+
+    async def get(self, path: str) -> tuple[int, Any]:
+        return await self.call("GET", path)
+
+    async def put(self, path: str, body: Any) -> tuple[int, Any]:
+        return await self.call("PUT", path, body)
+
+
+@asynccontextmanager
+async def running(url: str) -> AsyncIterator[tuple[Client, dal.AsyncDatabase]]:
+    """The app on a free port over a fresh ``AsyncDatabase``; no connection left out after."""
+    db = dal.AsyncDatabase(url, pool_size=10, pool_recycle=30)
+    server = HTTPServer(make_app(db))
+    try:
+        await create_items(db, ROWS)
+        sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
+        server.add_sockets(sockets)
+        yield Client(sockets[0].getsockname()[1]), db
+        server.stop()
+        await server.close_all_connections()
+        checked_out = db.stats()["pool"]["checked_out"]
+        assert checked_out == 0, f"{checked_out} connection(s) still checked out"
+    finally:
+        server.stop()
+        await db.close()
+
+
+@pytest.fixture
+def service_url(db_url: str) -> Iterator[str]:
+    """The async URL of each backend in turn; the items table is dropped after the test."""
+    yield async_url(db_url)
+    engine = create_engine(db_url, poolclass=NullPool)
+    try:
+        Base.metadata.drop_all(engine)
+    finally:
+        engine.dispose()
+
+
+def serve(url: str, scenario: Callable[[Client, dal.AsyncDatabase], Awaitable[None]]) -> None:
+    async def run() -> None:
+        async with running(url) as (client, db):
+            await scenario(client, db)
+
+    asyncio.run(run())
+
+
+def cache(db: dal.AsyncDatabase) -> tuple[int, int]:
+    counters = db.stats()["cache"]
+    return counters["hits"], counters["misses"]
+
+
+def test_reads_are_cached_and_fresh_after_an_update(service_url: str) -> None:
+    async def scenario(client: Client, db: dal.AsyncDatabase) -> None:
+        assert await client.get("/items/7") == (
+            200,
+            {"id": 7, "name": "item 7", "city": CITIES[7 % len(CITIES)], "price_cents": 70},
+        )
+        hits, misses = cache(db)
+        assert (await client.get("/items/7"))[0] == 200
+        assert cache(db) == (hits + 1, misses)  # served from memory
+
+        status, found = await client.get("/items?city=Oslo")
+        assert status == 200
+        oslo = [i for i in range(1, ROWS + 1) if CITIES[i % len(CITIES)] == "Oslo"]
+        assert [item["id"] for item in found["items"]] == oslo
+        assert 7 not in oslo
+
+        status, item = await client.put("/items/7", {"city": "Oslo", "price_cents": 1250})
+        assert (status, item["city"], item["price_cents"]) == (200, "Oslo", 1250)
+        # The very next reads, of the row and of the query, see the write.
+        assert (await client.get("/items/7"))[1]["price_cents"] == 1250
+        status, found = await client.get("/items?city=Oslo")
+        assert [item["id"] for item in found["items"]] == sorted([*oslo, 7])
+
+    serve(service_url, scenario)
+
+
+def test_a_missing_item_is_a_json_404(service_url: str) -> None:
+    async def scenario(client: Client, db: dal.AsyncDatabase) -> None:
+        assert await client.get(f"/items/{ROWS + 1}") == (404, {"error": f"no item {ROWS + 1}"})
+        status, error = await client.put(f"/items/{ROWS + 1}", {"price_cents": 1})
+        assert (status, error) == (404, {"error": f"no item {ROWS + 1}"})
+        assert (await client.get("/items/99999999999"))[0] == 404  # no such route: JSON too
+        assert (await client.get("/nothing"))[0] == 404
+
+    serve(service_url, scenario)
+
+
+BAD_BODIES = [
+    (b"{not json", "the body is not JSON"),
+    (b"[1, 2]", "the body must be a non-empty JSON object"),
+    ({}, "the body must be a non-empty JSON object"),
+    ({"colour": "red"}, "unknown field 'colour'"),
+    ({"id": 8}, "unknown field 'id'"),
+    ({"price_cents": "12"}, "price_cents must be an integer"),
+    ({"price_cents": True}, "price_cents must be an integer"),
+    ({"price_cents": 1.5}, "price_cents must be an integer"),
+    ({"name": None}, "name must be a string"),
+    ({"name": ""}, "name must have 1 to 100 characters"),
+    ({"city": "x" * 101}, "city must have 1 to 100 characters"),
+    ({"price_cents": -1}, "price_cents must be from 0 to 2**31 - 1"),
+    ({"price_cents": 2**31}, "price_cents must be from 0 to 2**31 - 1"),
+]
+
+
+def test_a_bad_body_is_a_400_and_writes_nothing(service_url: str) -> None:
+    async def scenario(client: Client, db: dal.AsyncDatabase) -> None:
+        status, before = await client.get("/items/8")
+        assert status == 200
+        for body, message in BAD_BODIES:
+            assert await client.put("/items/8", body) == (400, {"error": message}), body
+        assert await client.get("/items/8") == (200, before)
+
+    serve(service_url, scenario)
+
+
+def test_stats_report_the_cache_and_the_pool(service_url: str) -> None:
+    async def scenario(client: Client, db: dal.AsyncDatabase) -> None:
+        for _ in range(3):
+            await client.get("/items/9")
+        status, stats = await client.get("/stats")
+        assert status == 200
+        assert stats["cache"]["hits"] >= 2
+        assert stats["cache"]["misses"] >= 1
+        assert stats["pool"]["checked_out"] == 0
+        assert stats["pool"]["size"] == 10
+
+    serve(service_url, scenario)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql+asyncpg://postgres@127.0.0.1:1/shop", "mysql+asyncmy://root@127.0.0.1:1/shop"],
+)
+def test_an_unreachable_database_is_a_503(url: str) -> None:
+    async def run() -> None:
+        db = dal.AsyncDatabase(url)
+        server = HTTPServer(make_app(db))
+        sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
+        server.add_sockets(sockets)
+        client = Client(sockets[0].getsockname()[1])
+        try:
+            assert await client.get("/items/1") == (503, {"error": "Service Unavailable"})
+            assert await client.get("/health") == (200, {"status": "ok"})
+        finally:
+            server.stop()
+            await db.close()
+
+    asyncio.run(run())
+
+
+def test_the_documented_command_serves(tmp_path: Path) -> None:
+    # `python examples/tornado_app.py`, on a free port, in a directory of its own: the
+    # embedded SQLite file is created there.
+    env = {k: v for k, v in os.environ.items() if k != "DAL_DATABASE_URL"}
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "examples" / "tornado_app.py"), "--port", "0"],
+        cwd=tmp_path,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    log: list[str] = []
+
+    def read() -> None:
+        for line in proc.stderr or ():
+            log.append(line)
+            lines.put(line)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        port = None
+        while port is None:
+            line = lines.get(timeout=60)
+            if match := re.search(r"listening on http://127\.0\.0\.1:(\d+)", line):
+                port = int(match[1])
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=30) as response:
+            assert json.load(response) == {"status": "ok"}
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/items/1", timeout=30) as response:
+            assert json.load(response)["name"] == "item 1"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        reader.join()
+    assert "Traceback" not in "".join(log)
+    assert (tmp_path / "dal.sqlite3").exists()
