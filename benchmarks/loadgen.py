@@ -24,7 +24,7 @@ from typing import Any
 
 from .data import KeySpace
 
-__all__ = ["FIRST_PRICE", "main"]
+__all__ = ["FIRST_PRICE", "drive", "main", "parser"]
 
 #: Prices PUTs write: above every price the example's data starts with.
 FIRST_PRICE = 100_000_000
@@ -148,7 +148,7 @@ async def drive(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _parser() -> argparse.ArgumentParser:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.loadgen", description=__doc__)
     add = parser.add_argument
     add("--host", default="127.0.0.1")
@@ -164,7 +164,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = parser().parse_args(argv)
     json.dump(asyncio.run(drive(args)), sys.stdout)
     return 0
 
