@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import itertools
 import json
+import math
 import sys
 import time
 from collections.abc import Iterator
@@ -64,10 +65,12 @@ class Connection:
 class Load:
     """The requests, the client's record of its own writes, and what it saw."""
 
-    def __init__(self, ids: Iterator[int], *, requests: int, put_every: int, deadline: float):
+    def __init__(
+        self, ids: Iterator[int], *, requests: int, put_every: int, deadline: float = math.inf
+    ) -> None:
         self.ids = ids
         self.left = requests
-        self.put_every = put_every
+        self.put_every = put_every  # every n-th request is a PUT; 0: none
         self.deadline = deadline
         self.prices = itertools.count(FIRST_PRICE)
         #: id -> the highest price whose PUT response has arrived.
@@ -81,7 +84,8 @@ class Load:
         while self.left > 0 and time.monotonic() < self.deadline:
             self.left -= 1
             item = next(self.ids)
-            if self.left % self.put_every == 0 and item not in self.writing:
+            put = self.put_every and self.left % self.put_every == 0
+            if put and item not in self.writing:
                 price = next(self.prices)
                 self.writing.add(item)
                 body = json.dumps({"price_cents": price}).encode()
@@ -112,19 +116,23 @@ def _cache(stats: dict[str, Any]) -> tuple[int, int]:
 
 
 async def drive(args: argparse.Namespace) -> dict[str, Any]:
-    """Warm every connection on keys no measurement reads, then measure."""
+    """Warm the connections (and, with ``--warm``, the cache), then measure."""
     keys = KeySpace(args.rows, args.seed)
     conns = [await Connection.open(args.host, args.port) for _ in range(args.connections)]
     try:
+        # pools and statements on keys no measurement reads; then the cache, on a Zipf
+        # sequence of its own, towards the hit ratio of a server that has been running
         warm = itertools.cycle(keys.warm)
         for conn in conns:
             for _ in range(4):
                 await conn.get_json(f"/items/{next(warm)}")
+        reads = Load(keys.zipf_stream(args.zipf, "http:warm"), requests=args.warm, put_every=0)
+        await asyncio.gather(*(reads.run(conn) for conn in conns))
         hits, misses = _cache(await conns[0].get_json("/stats"))
         load = Load(
             keys.zipf_stream(args.zipf, "http"),
             requests=args.requests,
-            put_every=max(1, round(1 / args.put_share)) if args.put_share else args.requests + 1,
+            put_every=round(1 / args.put_share) if args.put_share else 0,
             deadline=time.monotonic() + args.seconds,
         )
         started = time.perf_counter_ns()
@@ -134,7 +142,6 @@ async def drive(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         for conn in conns:
             conn.close()
-    reads = (after[0] - hits) + (after[1] - misses)
     return {
         "requests": load.gets + load.puts,
         "gets": load.gets,
@@ -142,8 +149,8 @@ async def drive(args: argparse.Namespace) -> dict[str, Any]:
         "wall_ns": wall_ns,
         "latencies_ns": load.latencies_ns,
         "stale_reads": load.stale,
-        "errors": load.errors,
-        "cache_reads": reads,
+        "errors": load.errors + reads.errors,
+        "cache_reads": (after[0] - hits) + (after[1] - misses),
         "cache_misses": after[1] - misses,
     }
 
@@ -159,6 +166,7 @@ def parser() -> argparse.ArgumentParser:
     add("--connections", type=int, default=16)
     add("--zipf", type=float, default=1.1)
     add("--put-share", type=float, default=0.05, help="share of requests that are PUTs")
+    add("--warm", type=int, default=0, help="GETs before measuring, to fill a cache")
     add("--seed", type=int, default=1)
     return parser
 
