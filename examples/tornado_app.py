@@ -52,18 +52,14 @@ class Items(dal.AsyncRepository[Item]):
 #: What a PUT may change, and the JSON type of each.
 EDITABLE = {"name": str, "city": str, "price_cents": int}
 
-#: dal's errors as HTTP statuses; the first match wins, so subclasses come first.
-STATUS = (
-    (dal.IntegrityError, 409),
-    (dal.InvalidArgument, 400),
-    (dal.PoolTimeout, 503),  # the pool stayed full for pool_timeout: shed load
-    (dal.DatabaseClosed, 503),  # shutting down
-    (dal.DatabaseError, 503),  # the database is unreachable or failed
-)
+#: dal's errors that say the database cannot serve now (unreachable, failing, the pool
+#: full for pool_timeout seconds, shutting down): a 503 tells clients to come back later.
+#: Any other error is a bug here: a 500.
+UNAVAILABLE = (dal.DatabaseError, dal.PoolTimeout, dal.DatabaseClosed)
 
 
 class Handler(tornado.web.RequestHandler):
-    """Errors as JSON: ``{"error": "..."}`` with the status of the HTTP or dal error."""
+    """Errors as JSON: ``{"error": "..."}``."""
 
     @property
     def items(self) -> Items:
@@ -72,13 +68,13 @@ class Handler(tornado.web.RequestHandler):
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         error = kwargs["exc_info"][1] if "exc_info" in kwargs else None
+        message = None
         if isinstance(error, tornado.web.HTTPError):
-            message = error.log_message or self._reason
-        else:
-            status_code = next((s for t, s in STATUS if isinstance(error, t)), 500)
-            message = tornado.httputil.responses.get(status_code, "Error")
-            self.set_status(status_code)  # the details stay in the server's log
-        self.finish({"error": message})
+            message = error.log_message
+        elif isinstance(error, UNAVAILABLE):  # the details go to the server's log only
+            status_code = 503
+            self.set_status(status_code)
+        self.finish({"error": message or tornado.httputil.responses.get(status_code, "Error")})
 
 
 class ItemHandler(Handler):
@@ -130,7 +126,7 @@ class ItemsHandler(Handler):
 
 class NotFoundHandler(Handler):
     def prepare(self) -> None:
-        raise tornado.web.HTTPError(404, f"no such path {self.request.path}")
+        raise tornado.web.HTTPError(404, "no such resource")
 
 
 class HealthHandler(Handler):

@@ -68,9 +68,9 @@ class Client:
 
 
 @asynccontextmanager
-async def running(url: str) -> AsyncIterator[tuple[Client, dal.AsyncDatabase]]:
+async def running(url: str, **settings: Any) -> AsyncIterator[tuple[Client, dal.AsyncDatabase]]:
     """The app on a free port over a fresh ``AsyncDatabase``; no connection left out after."""
-    db = dal.AsyncDatabase(url, pool_size=10, pool_recycle=30)
+    db = dal.AsyncDatabase(url, **{"pool_size": 10, "pool_recycle": 30, **settings})
     server = HTTPServer(make_app(db))
     try:
         await create_items(db, ROWS)
@@ -97,9 +97,13 @@ def service_url(db_url: str) -> Iterator[str]:
         engine.dispose()
 
 
-def serve(url: str, scenario: Callable[[Client, dal.AsyncDatabase], Awaitable[None]]) -> None:
+def serve(
+    url: str,
+    scenario: Callable[[Client, dal.AsyncDatabase], Awaitable[None]],
+    **settings: Any,
+) -> None:
     async def run() -> None:
-        async with running(url) as (client, db):
+        async with running(url, **settings) as (client, db):
             await scenario(client, db)
 
     asyncio.run(run())
@@ -208,6 +212,26 @@ def test_an_unreachable_database_is_a_503(url: str) -> None:
             await db.close()
 
     asyncio.run(run())
+
+
+def test_a_full_pool_is_a_503_after_pool_timeout(service_url: str) -> None:
+    async def scenario(client: Client, db: dal.AsyncDatabase) -> None:
+        assert (await client.get("/items/10"))[0] == 200
+        async with db.engine.connect() as held:  # the pool's only connection
+            await held.exec_driver_sql("SELECT 1")
+            assert await client.get("/items/11") == (503, {"error": "Service Unavailable"})
+            assert (await client.get("/items/10"))[0] == 200  # a hit needs no connection
+        assert (await client.get("/items/11"))[0] == 200
+
+    serve(service_url, scenario, pool_size=1, max_overflow=0, pool_timeout=0.2)
+
+
+def test_a_closed_database_is_a_503(service_url: str) -> None:
+    async def scenario(client: Client, db: dal.AsyncDatabase) -> None:
+        await db.close()
+        assert await client.get("/items/12") == (503, {"error": "Service Unavailable"})
+
+    serve(service_url, scenario)
 
 
 def test_the_documented_command_serves(tmp_path: Path) -> None:
