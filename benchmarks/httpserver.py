@@ -25,7 +25,6 @@ from typing import Any
 from sqlalchemy.engine import make_url
 
 import dal
-from examples.tornado_app import CITIES, Items, make_app, serve
 
 __all__ = ["VARIANTS", "async_url", "main"]
 
@@ -47,6 +46,8 @@ def async_url(url: str) -> str:
 
 def seeded(rows: int) -> dict[int, Row]:
     """The rows ``create_items`` writes, in memory."""
+    from examples.tornado_app import CITIES  # tornado: imported only where it runs
+
     return {i: Row(i, f"item {i}", CITIES[i % len(CITIES)], i * 10) for i in range(1, rows + 1)}
 
 
@@ -184,6 +185,8 @@ async def raw_items(url: str, size: int) -> AsyncIterator[RawItems]:
 
 
 async def run(args: argparse.Namespace) -> None:
+    from examples.tornado_app import Items, make_app, serve
+
     if args.variant == "nodb":
         await serve(make_app(NoStats(), MemoryItems(args.rows)), args.port, args.address)  # type: ignore[arg-type]
     elif args.variant == "raw":
