@@ -19,9 +19,9 @@ import asyncio
 import json
 import logging
 import signal
+from http import HTTPStatus
 from typing import Any
 
-import tornado.httputil
 import tornado.netutil
 import tornado.web
 from sqlalchemy import String, func, insert, select
@@ -74,7 +74,7 @@ class Handler(tornado.web.RequestHandler):
         elif isinstance(error, UNAVAILABLE):  # the details go to the server's log only
             status_code = 503
             self.set_status(status_code)
-        self.finish({"error": message or tornado.httputil.responses.get(status_code, "Error")})
+        self.finish({"error": message or HTTPStatus(status_code).phrase})
 
 
 class ItemHandler(Handler):
