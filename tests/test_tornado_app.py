@@ -6,7 +6,6 @@ to it; a last test starts it the way the README says and asks for ``/health``.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import queue
@@ -16,7 +15,7 @@ import subprocess
 import sys
 import threading
 import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,6 @@ from typing import Any
 import pytest
 import tornado.netutil
 from sqlalchemy import create_engine
-from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 from tornado.httpclient import AsyncHTTPClient
 from tornado.httpserver import HTTPServer
@@ -33,16 +31,7 @@ import dal
 from examples.tornado_app import CITIES, Base, create_items, make_app
 
 ROOT = Path(__file__).resolve().parents[1]
-ASYNC_DRIVERS = {"postgresql": "asyncpg", "mysql": "asyncmy", "sqlite": "aiosqlite"}
 ROWS = 30
-
-
-def async_url(url: str) -> str:
-    parsed = make_url(url)
-    backend = parsed.get_backend_name()
-    return parsed.set(drivername=f"{backend}+{ASYNC_DRIVERS[backend]}").render_as_string(
-        hide_password=False
-    )
 
 
 class Client:
@@ -68,45 +57,41 @@ class Client:
 
 
 @asynccontextmanager
-async def running(url: str, **settings: Any) -> AsyncIterator[tuple[Client, dal.AsyncDatabase]]:
-    """The app on a free port over a fresh ``AsyncDatabase``; no connection left out after."""
-    db = dal.AsyncDatabase(url, **{"pool_size": 10, "pool_recycle": 30, **settings})
+async def serving(db: dal.AsyncDatabase) -> AsyncIterator[Client]:
+    """The app over ``db`` on a free port, and a client for it."""
     server = HTTPServer(make_app(db))
+    sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
+    server.add_sockets(sockets)
     try:
-        await create_items(db, ROWS)
-        sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
-        server.add_sockets(sockets)
-        yield Client(sockets[0].getsockname()[1]), db
+        yield Client(sockets[0].getsockname()[1])
+    finally:
         server.stop()
         await server.close_all_connections()
+
+
+@asynccontextmanager
+async def running(url: str, **settings: Any) -> AsyncIterator[tuple[Client, dal.AsyncDatabase]]:
+    """The app over a fresh ``AsyncDatabase`` with its items; no connection left out after."""
+    db = dal.AsyncDatabase(url, **{"pool_size": 10, "pool_recycle": 30, **settings})
+    try:
+        await create_items(db, ROWS)
+        async with serving(db) as client:
+            yield client, db
         checked_out = db.stats()["pool"]["checked_out"]
         assert checked_out == 0, f"{checked_out} connection(s) still checked out"
     finally:
-        server.stop()
         await db.close()
 
 
 @pytest.fixture
-def service_url(db_url: str) -> Iterator[str]:
+def service_url(adb_sync_url: str, adb_url: str) -> Iterator[str]:
     """The async URL of each backend in turn; the items table is dropped after the test."""
-    yield async_url(db_url)
-    engine = create_engine(db_url, poolclass=NullPool)
+    yield adb_url
+    engine = create_engine(adb_sync_url, poolclass=NullPool)
     try:
         Base.metadata.drop_all(engine)
     finally:
         engine.dispose()
-
-
-def serve(
-    url: str,
-    scenario: Callable[[Client, dal.AsyncDatabase], Awaitable[None]],
-    **settings: Any,
-) -> None:
-    async def run() -> None:
-        async with running(url, **settings) as (client, db):
-            await scenario(client, db)
-
-    asyncio.run(run())
 
 
 def cache(db: dal.AsyncDatabase) -> tuple[int, int]:
@@ -114,8 +99,8 @@ def cache(db: dal.AsyncDatabase) -> tuple[int, int]:
     return counters["hits"], counters["misses"]
 
 
-def test_reads_are_cached_and_fresh_after_an_update(service_url: str) -> None:
-    async def scenario(client: Client, db: dal.AsyncDatabase) -> None:
+async def test_reads_are_cached_and_fresh_after_an_update(service_url: str) -> None:
+    async with running(service_url) as (client, db):
         assert await client.get("/items/7") == (
             200,
             {"id": 7, "name": "item 7", "city": CITIES[7 % len(CITIES)], "price_cents": 70},
@@ -137,18 +122,14 @@ def test_reads_are_cached_and_fresh_after_an_update(service_url: str) -> None:
         status, found = await client.get("/items?city=Oslo")
         assert [item["id"] for item in found["items"]] == sorted([*oslo, 7])
 
-    serve(service_url, scenario)
 
-
-def test_a_missing_item_is_a_json_404(service_url: str) -> None:
-    async def scenario(client: Client, db: dal.AsyncDatabase) -> None:
+async def test_a_missing_item_is_a_json_404(service_url: str) -> None:
+    async with running(service_url) as (client, _):
         assert await client.get(f"/items/{ROWS + 1}") == (404, {"error": f"no item {ROWS + 1}"})
         status, error = await client.put(f"/items/{ROWS + 1}", {"price_cents": 1})
         assert (status, error) == (404, {"error": f"no item {ROWS + 1}"})
         assert (await client.get("/items/99999999999"))[0] == 404  # no such route: JSON too
         assert (await client.get("/nothing"))[0] == 404
-
-    serve(service_url, scenario)
 
 
 BAD_BODIES = [
@@ -168,19 +149,17 @@ BAD_BODIES = [
 ]
 
 
-def test_a_bad_body_is_a_400_and_writes_nothing(service_url: str) -> None:
-    async def scenario(client: Client, db: dal.AsyncDatabase) -> None:
+async def test_a_bad_body_is_a_400_and_writes_nothing(service_url: str) -> None:
+    async with running(service_url) as (client, _):
         status, before = await client.get("/items/8")
         assert status == 200
         for body, message in BAD_BODIES:
             assert await client.put("/items/8", body) == (400, {"error": message}), body
         assert await client.get("/items/8") == (200, before)
 
-    serve(service_url, scenario)
 
-
-def test_stats_report_the_cache_and_the_pool(service_url: str) -> None:
-    async def scenario(client: Client, db: dal.AsyncDatabase) -> None:
+async def test_stats_report_the_cache_and_the_pool(service_url: str) -> None:
+    async with running(service_url) as (client, _):
         for _ in range(3):
             await client.get("/items/9")
         status, stats = await client.get("/stats")
@@ -190,32 +169,26 @@ def test_stats_report_the_cache_and_the_pool(service_url: str) -> None:
         assert stats["pool"]["checked_out"] == 0
         assert stats["pool"]["size"] == 10
 
-    serve(service_url, scenario)
-
 
 @pytest.mark.parametrize(
     "url",
-    ["postgresql+asyncpg://postgres@127.0.0.1:1/shop", "mysql+asyncmy://root@127.0.0.1:1/shop"],
+    [
+        "postgresql+asyncpg://postgres@127.0.0.1:1/shop",  # nothing listens on port 1
+        "sqlite+aiosqlite:////nonexistent/directory/shop.sqlite3",
+    ],
 )
-def test_an_unreachable_database_is_a_503(url: str) -> None:
-    async def run() -> None:
-        db = dal.AsyncDatabase(url)
-        server = HTTPServer(make_app(db))
-        sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
-        server.add_sockets(sockets)
-        client = Client(sockets[0].getsockname()[1])
-        try:
+async def test_an_unreachable_database_is_a_503(url: str) -> None:
+    db = dal.AsyncDatabase(url)
+    try:
+        async with serving(db) as client:
             assert await client.get("/items/1") == (503, {"error": "Service Unavailable"})
             assert await client.get("/health") == (200, {"status": "ok"})
-        finally:
-            server.stop()
-            await db.close()
-
-    asyncio.run(run())
+    finally:
+        await db.close()
 
 
-def test_a_full_pool_is_a_503_after_pool_timeout(service_url: str) -> None:
-    async def scenario(client: Client, db: dal.AsyncDatabase) -> None:
+async def test_a_full_pool_is_a_503_after_pool_timeout(service_url: str) -> None:
+    async with running(service_url, pool_size=1, max_overflow=0, pool_timeout=0.2) as (client, db):
         assert (await client.get("/items/10"))[0] == 200
         async with db.engine.connect() as held:  # the pool's only connection
             await held.exec_driver_sql("SELECT 1")
@@ -223,54 +196,48 @@ def test_a_full_pool_is_a_503_after_pool_timeout(service_url: str) -> None:
             assert (await client.get("/items/10"))[0] == 200  # a hit needs no connection
         assert (await client.get("/items/11"))[0] == 200
 
-    serve(service_url, scenario, pool_size=1, max_overflow=0, pool_timeout=0.2)
 
-
-def test_a_closed_database_is_a_503(service_url: str) -> None:
-    async def scenario(client: Client, db: dal.AsyncDatabase) -> None:
+async def test_a_closed_database_is_a_503(service_url: str) -> None:
+    async with running(service_url) as (client, db):
         await db.close()
         assert await client.get("/items/12") == (503, {"error": "Service Unavailable"})
-
-    serve(service_url, scenario)
 
 
 def test_the_documented_command_serves(tmp_path: Path) -> None:
     # `python examples/tornado_app.py`, on a free port, in a directory of its own: the
     # embedded SQLite file is created there.
     env = {k: v for k, v in os.environ.items() if k != "DAL_DATABASE_URL"}
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "examples" / "tornado_app.py"), "--port", "0"],
-        cwd=tmp_path,
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
+    command = [sys.executable, str(ROOT / "examples" / "tornado_app.py"), "--port", "0"]
+    lines: queue.Queue[str | None] = queue.Queue()
     log: list[str] = []
+    started = subprocess.Popen(command, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+    with started as proc:
 
-    def read() -> None:
-        for line in proc.stderr or ():
-            log.append(line)
-            lines.put(line)
+        def read() -> None:
+            for line in proc.stderr or ():
+                log.append(line)
+                lines.put(line)
+            lines.put(None)  # it exited
 
-    reader = threading.Thread(target=read)
-    reader.start()
-    try:
-        port = None
-        while port is None:
-            line = lines.get(timeout=60)
-            if match := re.search(r"listening on http://127\.0\.0\.1:(\d+)", line):
-                port = int(match[1])
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=30) as response:
-            assert json.load(response) == {"status": "ok"}
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/items/1", timeout=30) as response:
-            assert json.load(response)["name"] == "item 1"
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        reader.join()
+        reader = threading.Thread(target=read)
+        reader.start()
+        try:
+            port = None
+            while port is None:
+                line = lines.get(timeout=60)
+                assert line is not None, "".join(log)
+                if match := re.search(r"listening on http://127\.0\.0\.1:(\d+)", line):
+                    port = int(match[1])
+            url = f"http://127.0.0.1:{port}"
+            with urllib.request.urlopen(f"{url}/health", timeout=30) as response:
+                assert json.load(response) == {"status": "ok"}
+            with urllib.request.urlopen(f"{url}/items/1", timeout=30) as response:
+                assert json.load(response)["name"] == "item 1"
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=60) == 0, "".join(log)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            reader.join()
     assert "Traceback" not in "".join(log)
     assert (tmp_path / "dal.sqlite3").exists()
