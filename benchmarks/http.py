@@ -276,7 +276,8 @@ class Http(Workload):
                     f"at most {load.requests:,} requests or {load.seconds:.0f} s over "
                     f"{load.connections} keep-alive connections, Zipf s={load.zipf} ids, "
                     f"{PUT_SHARE:.0%} PUTs; dal's cache warmed by {load.warm:,} GETs; "
-                    "latency as the client sees it; queries not counted (another process)"
+                    "server pools of 10 connections (the example's); latency as the client "
+                    "sees it; queries not counted (another process)"
                 ),
                 threads=load.connections,
                 competitors=tuple(  # the app's variants, not the in-process competitors

@@ -1,6 +1,7 @@
 """The ``http`` workload runs end to end on every backend, at its quick size.
 
-As users run it: ``python -m benchmarks --quick --workload http --db URL``, which
+On every backend with an async driver, as users run it: ``python -m benchmarks --quick
+--workload http --db URL``, which
 starts the three servers and the load generator as processes of their own. No timing
 is asserted: the rows are there and sane, dal's cache answered, and no read was stale.
 """
@@ -35,8 +36,8 @@ def run_http(url: str, out: Path) -> dict[str, Any]:
     return document
 
 
-def test_http_workload(db_url: str, tmp_path: Path) -> None:
-    doc = run_http(db_url, tmp_path / "http.json")
+def test_http_workload(adb_sync_url: str, tmp_path: Path) -> None:
+    doc = run_http(adb_sync_url, tmp_path / "http.json")
     rows = {r["competitor"]: r for r in doc["results"]}
     assert set(rows) == SERVERS
     for r in rows.values():
@@ -51,7 +52,7 @@ def test_http_workload(db_url: str, tmp_path: Path) -> None:
     assert len(targets) == 3
     assert all(isinstance(t["passed"], bool) for t in targets)
     # the items table it made is gone
-    engine = create_engine(db_url, poolclass=NullPool)
+    engine = create_engine(adb_sync_url, poolclass=NullPool)
     try:
         assert not inspect(engine).has_table("items")
     finally:
