@@ -1,9 +1,9 @@
-"""The ``http`` workload runs end to end on every backend, at its quick size.
+"""The ``http`` workload runs end to end at its quick size, on each backend with an
+async driver.
 
-On every backend with an async driver, as users run it: ``python -m benchmarks --quick
---workload http --db URL``, which
-starts the three servers and the load generator as processes of their own. No timing
-is asserted: the rows are there and sane, dal's cache answered, and no read was stale.
+As users run it, ``python -m benchmarks --quick --workload http --db URL``, which starts
+the three servers and the load generator as processes of their own. No timing is
+asserted: the rows are there and sane, dal's cache answered, and no read was stale.
 """
 
 from __future__ import annotations
