@@ -46,9 +46,9 @@ def async_url(url: str) -> str:
 
 def seeded(rows: int) -> dict[int, Row]:
     """The rows ``create_items`` writes, in memory."""
-    from examples.tornado_app import CITIES  # tornado: imported only where it runs
+    from examples.tornado_app import sample_items  # tornado: imported only where it runs
 
-    return {i: Row(i, f"item {i}", CITIES[i % len(CITIES)], i * 10) for i in range(1, rows + 1)}
+    return {values["id"]: Row(**values) for values in sample_items(rows)}
 
 
 class NoStats:

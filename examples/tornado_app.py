@@ -153,18 +153,21 @@ def make_app(db: dal.AsyncDatabase, items: Items | None = None) -> tornado.web.A
     )
 
 
+def sample_items(rows: int) -> list[dict[str, Any]]:
+    """Items 1 to ``rows``: "item 1" in Oslo at 10 cents, "item 2" in Porto at 20, ..."""
+    return [
+        {"id": i, "name": f"item {i}", "city": CITIES[i % len(CITIES)], "price_cents": i * 10}
+        for i in range(1, rows + 1)
+    ]
+
+
 async def create_items(db: dal.AsyncDatabase, rows: int) -> None:
     """Create the items table, and fill it with ``rows`` items if it is empty."""
     async with db.engine.begin() as conn:
         await conn.run_sync(Base.metadata.create_all)
     async with db.session() as session:
-        if await session.scalar(select(func.count()).select_from(Item)):
-            return
-        values = [
-            {"id": i, "name": f"item {i}", "city": CITIES[i % len(CITIES)], "price_cents": i * 10}
-            for i in range(1, rows + 1)
-        ]
-        await session.execute(insert(Item), values)
+        if not await session.scalar(select(func.count()).select_from(Item)):
+            await session.execute(insert(Item), sample_items(rows))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
