@@ -119,7 +119,7 @@ class ItemHandler(Handler):
 class ItemsHandler(Handler):
     async def get(self) -> None:
         city = self.get_query_argument("city", None)
-        where = {} if city is None else {"city": city}
+        where: dict[str, Any] = {} if city is None else {"city": city}
         found = await self.items.find(order_by="id", limit=100, **where)
         self.write({"items": [item._asdict() for item in found]})
 
