@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import pytest_asyncio
+from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from tests import mysqlserver, pgserver, tables
@@ -348,24 +349,24 @@ async def mysql_adb(mysql_url: str) -> AsyncIterator[AsyncDatabase]:
         yield database
 
 
-@pytest.fixture
-def statements(db: Database) -> Iterator[StatementLog]:
-    """Every SQL statement ``db.engine`` executes during the test (``.all``, ``.selects()``)."""
-    log = StatementLog(db.engine).attach()
+def _logged(engine: Engine) -> Iterator[StatementLog]:
+    log = StatementLog(engine).attach()
     try:
         yield log
     finally:
         log.detach()
+
+
+@pytest.fixture
+def statements(db: Database) -> Iterator[StatementLog]:
+    """Every SQL statement ``db.engine`` executes during the test (``.all``, ``.selects()``)."""
+    yield from _logged(db.engine)
 
 
 @pytest.fixture
 def adb_statements(adb: AsyncDatabase) -> Iterator[StatementLog]:
     """Every SQL statement ``adb``'s connections send during the test."""
-    log = StatementLog(adb._engine.sync_engine).attach()
-    try:
-        yield log
-    finally:
-        log.detach()
+    yield from _logged(adb._engine.sync_engine)
 
 
 @pytest.fixture
