@@ -26,6 +26,7 @@ from sqlalchemy import (
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
 
+from .core import Core
 from .drivers.pkread import MAX_KEYS, PkRead
 from .errors import ConfigError, DalError, InvalidArgument, NotFoundError
 from .filters import Filters, Query
@@ -156,6 +157,8 @@ class RepositoryBase(Generic[T]):
     ttl: ClassVar[float | None] = DEFAULT
     #: The public base's name, for messages.
     _kind: ClassVar[str] = "Repository"
+    #: Whether it takes an AsyncDatabase.
+    _asynchronous: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -172,6 +175,13 @@ class RepositoryBase(Generic[T]):
             )
 
     def __init__(self, db: Any) -> None:
+        if not isinstance(db, Core) or db.is_async != self._asynchronous:
+            wanted = "AsyncDatabase" if self._asynchronous else "Database"
+            raise ConfigError(
+                f"{type(self).__qualname__} is a dal.{self._kind} and takes a dal.{wanted}, "
+                f"not {db!r}: use dal.Repository with a Database, dal.AsyncRepository with "
+                "an AsyncDatabase"
+            )
         parts = db._parts.get(type(self))
         if parts is None:
             parts = db._parts.setdefault(type(self), _Parts(db, type(self)))

@@ -168,6 +168,18 @@ async def test_cache_info_and_cache_clear_are_plain_calls(
     assert len(adb_statements.selects()) == 1
 
 
+async def test_each_repository_takes_its_own_kind_of_database(
+    adb: dal.AsyncDatabase, sqlite_db: dal.Database
+) -> None:
+    class Users(dal.Repository[User]):
+        pass
+
+    with pytest.raises(dal.ConfigError, match=r"AUsers is a dal.AsyncRepository and takes a"):
+        AUsers(sqlite_db)  # type: ignore[arg-type]
+    with pytest.raises(dal.ConfigError, match=r"Users is a dal.Repository and takes a dal.Da"):
+        Users(adb)  # type: ignore[arg-type]
+
+
 def test_a_repository_class_is_named_in_its_mistakes() -> None:
     with pytest.raises(dal.ConfigError, match=r"does not match AsyncRepository\[User\]"):
 

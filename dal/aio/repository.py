@@ -43,6 +43,7 @@ class AsyncRepository(RepositoryBase[T]):
     #: The mapped class; inferred from ``AsyncRepository[User]`` when not set.
     model: type[T]
     _kind: ClassVar[str] = "AsyncRepository"
+    _asynchronous: ClassVar[bool] = True
     _db: AsyncDatabase
 
     def __init__(self, db: AsyncDatabase) -> None:
