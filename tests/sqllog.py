@@ -27,19 +27,19 @@ __all__ = ["StatementLog"]
 _adapted: dict[int, tuple[Any, StatementLog]] = {}
 
 
-def _adapter_cursors() -> list[type]:
-    """The asyncio adapters' cursor classes that define ``execute`` themselves."""
-    from sqlalchemy.connectors.asyncio import AsyncAdapt_dbapi_cursor
-    from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_cursor
-
-    return [AsyncAdapt_dbapi_cursor, AsyncAdapt_asyncpg_cursor]
+def _cursor_class(dbapi_connection: Any) -> type:
+    """The class of this adapter's cursors (which of its bases defines ``execute``
+    differs between SQLAlchemy versions: the wrappers go on the class itself)."""
+    cursor = dbapi_connection.cursor()
+    cursor.close()
+    return type(cursor)
 
 
 def _record_adapted(cls: type) -> None:
     """Make ``cls.execute`` / ``executemany`` report to the connection's log (once)."""
     if "_dal_statement_log" in cls.__dict__:
         return
-    execute, executemany = cls.__dict__["execute"], cls.__dict__["executemany"]
+    execute, executemany = cls.execute, cls.executemany  # type: ignore[attr-defined]
 
     def log_of(cursor: Any) -> StatementLog | None:
         found = _adapted.get(id(cursor._adapt_connection))
@@ -63,9 +63,9 @@ def _record_adapted(cls: type) -> None:
 
 
 def _is_adapted(dbapi_connection: Any) -> bool:
-    from sqlalchemy.connectors.asyncio import AsyncAdapt_dbapi_connection
+    from sqlalchemy.engine.interfaces import AdaptedConnection
 
-    return isinstance(dbapi_connection, AsyncAdapt_dbapi_connection)
+    return isinstance(dbapi_connection, AdaptedConnection)
 
 
 def _is_from(package: str, dbapi_connection: Any) -> bool:
@@ -108,8 +108,7 @@ class StatementLog:
 
             await_only(dbapi_connection.driver_connection.set_trace_callback(self._record))
         elif _is_adapted(dbapi_connection):
-            for cls in _adapter_cursors():
-                _record_adapted(cls)
+            _record_adapted(_cursor_class(dbapi_connection))
             _adapted[id(dbapi_connection)] = (dbapi_connection, self)
         elif isinstance(dbapi_connection, sqlite3.Connection):
             dbapi_connection.set_trace_callback(self._record)
