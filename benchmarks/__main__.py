@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 from . import data, report
 from .base import COMPETITORS, WORKLOADS, Case, available, load, run_case
 from .config import DEFAULTS, QUICK, Config, Env
-from .drivers import QueryCounter, make_engine, redact
+from .drivers import QueryCounter, created_database, make_engine, redact
 from .measure import Memory, calibrate_timer, memory
 from .report import Progress
 from .results import Result, evaluate
@@ -126,10 +126,14 @@ def parse(argv: Sequence[str] | None = None) -> Config | None:
 
 
 @contextlib.contextmanager
-def _database(config: Config) -> Iterator[Config]:
-    """The config with a URL: the one given, or a SQLite file removed afterwards."""
+def _database(config: Config, progress: Progress) -> Iterator[Config]:
+    """The config with a URL: the one given (its database created if missing, and then
+    dropped afterwards), or a SQLite file removed afterwards."""
     if config.url:
-        yield config
+        with created_database(config.url) as created:
+            if created:
+                progress.note(f"created the database of {redact(config.url)}; dropped after")
+            yield config
         return
     with tempfile.TemporaryDirectory(prefix="dal-bench-") as directory:
         yield dataclasses.replace(config, url=f"sqlite:///{Path(directory) / 'bench.sqlite3'}")
@@ -163,6 +167,7 @@ def run(config: Config, progress: Progress) -> tuple[list[Result], list[Case], s
             for name in config.workloads
             for case in WORKLOADS[name](env).cases()
         ]
+        cases = [case for case in cases if case.competitors]
         progress.total = sum(len(case.competitors) for case in cases) * config.repeat
         results = [row for case in cases for row in run_case(env, case, progress)]
         progress.note("measuring bytes per cached row")
@@ -181,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     progress = Progress()
     try:
-        with _database(config) as config:
+        with _database(config, progress) as config:
             results, cases, server, overhead, held = run(config, progress)
     except KeyboardInterrupt:
         progress.close()

@@ -9,12 +9,13 @@ without one simply has no ``raw`` row.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
@@ -22,7 +23,16 @@ from dal.drivers import sqlite_pragmas
 
 from .data import TABLE_NAME, item_table
 
-__all__ = ["FLOORS", "MAX_OVERFLOW", "Floor", "QueryCounter", "Reader", "make_engine", "redact"]
+__all__ = [
+    "FLOORS",
+    "MAX_OVERFLOW",
+    "Floor",
+    "QueryCounter",
+    "Reader",
+    "created_database",
+    "make_engine",
+    "redact",
+]
 
 #: Connections a pool opens beyond its size (dal's default), for every pooled engine.
 MAX_OVERFLOW = 10
@@ -47,6 +57,43 @@ def make_engine(url: str, *, pool_size: int | None) -> Engine:
     return engine
 
 
+#: backend -> (the database to connect to for CREATE DATABASE, the query that finds one).
+_ADMIN = {
+    "postgresql": ("postgres", "SELECT 1 FROM pg_database WHERE datname = :name"),
+    "mysql": (None, "SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = :name"),
+}
+
+
+@contextlib.contextmanager
+def created_database(url: str) -> Iterator[bool]:
+    """Create ``url``'s database if it does not exist, and drop it afterwards; whether it
+    did. A database that was there is left as it was."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend not in _ADMIN or not parsed.database:
+        yield False
+        return
+    maintenance, exists = _ADMIN[backend]
+    admin = create_engine(
+        parsed.set(database=maintenance), isolation_level="AUTOCOMMIT", poolclass=NullPool
+    )
+    name = admin.dialect.identifier_preparer.quote(parsed.database)
+    try:
+        with admin.connect() as conn:
+            if conn.scalar(text(exists), {"name": parsed.database}) is not None:
+                yield False
+                return
+            charset = " CHARACTER SET utf8mb4" if backend == "mysql" else ""
+            conn.exec_driver_sql(f"CREATE DATABASE {name}{charset}")
+        try:
+            yield True
+        finally:
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
+    finally:
+        admin.dispose()
+
+
 def redact(url: str) -> str:
     """``url`` without its password, for the report."""
     return make_url(url).render_as_string(hide_password=True)
@@ -56,11 +103,12 @@ class QueryCounter:
     """Counts the statements an engine's connections send to the database.
 
     It counts below SQLAlchemy, on the DBAPI connection (a SQLite trace callback, a
-    psycopg2 cursor class, PyMySQL's query method), set up by a pool ``connect``
-    listener. A connection-event listener such as ``before_cursor_execute`` would be
-    simpler, but any listener of that kind moves every execute on the engine to
-    SQLAlchemy's evented path, which costs about half a SQLite read again: the counter
-    would change what it measures.
+    psycopg2 cursor class, PyMySQL's query method; for an ``AsyncEngine``'s
+    ``sync_engine``, asyncpg's protocol object or aiosqlite's trace callback), set up by
+    a pool ``connect`` listener. A connection-event listener such as
+    ``before_cursor_execute`` would be simpler, but any listener of that kind moves every
+    execute on the engine to SQLAlchemy's evented path, which costs about half a SQLite
+    read again: the counter would change what it measures.
     Other drivers fall back to ``before_cursor_execute``.
     """
 
@@ -77,6 +125,10 @@ class QueryCounter:
             event.listen(engine, "connect", self._count_psycopg2)
         elif driver == "pymysql":
             event.listen(engine, "connect", self._count_pymysql)
+        elif driver == "asyncpg":
+            event.listen(engine, "connect", self._count_asyncpg)
+        elif driver == "aiosqlite":
+            event.listen(engine, "connect", self._trace_aiosqlite)
         else:
             event.listen(engine, "before_cursor_execute", self._add)
 
@@ -89,12 +141,7 @@ class QueryCounter:
             self._count += 1
 
     def _trace_sqlite(self, dbapi_connection: Any, record: Any) -> None:
-        def traced(statement: str) -> None:
-            # SQLite also reports the BEGIN/COMMIT the driver issues and the pragmas.
-            if statement.lstrip()[:6].upper() in _STATEMENTS:
-                self._add()
-
-        dbapi_connection.set_trace_callback(traced)
+        dbapi_connection.set_trace_callback(self._traced)
 
     def _count_psycopg2(self, dbapi_connection: Any, record: Any) -> None:
         import psycopg2.extensions
@@ -123,6 +170,49 @@ class QueryCounter:
             return query(sql, unbuffered)
 
         dbapi_connection.query = counted
+
+    def _count_asyncpg(self, dbapi_connection: Any, record: Any) -> None:
+        # asyncpg sends every statement through its protocol object: prepared ones
+        # (as SQLAlchemy's adapter and dal run them) by bind_execute, plain text by query.
+        connection = dbapi_connection.driver_connection
+        connection._protocol = _CountingProtocol(connection._protocol, self._add)
+
+    def _trace_aiosqlite(self, dbapi_connection: Any, record: Any) -> None:
+        from sqlalchemy.util import await_only
+
+        # The pool connects inside SQLAlchemy's greenlet: the driver's own call can be awaited.
+        await_only(dbapi_connection.driver_connection.set_trace_callback(self._traced))
+
+    def _traced(self, statement: str) -> None:
+        # SQLite also reports the BEGIN/COMMIT the driver issues and the pragmas.
+        if statement.lstrip()[:6].upper() in _STATEMENTS:
+            self._add()
+
+
+class _CountingProtocol:
+    """An asyncpg protocol that counts the statements sent through it."""
+
+    __slots__ = ("_add", "_real")
+
+    def __init__(self, real: Any, add: Callable[[], None]) -> None:
+        self._real = real
+        self._add = add
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def bind_execute(self, *args: Any, **kwargs: Any) -> Any:
+        self._add()
+        return self._real.bind_execute(*args, **kwargs)
+
+    def bind_execute_many(self, *args: Any, **kwargs: Any) -> Any:
+        self._add()
+        return self._real.bind_execute_many(*args, **kwargs)
+
+    def query(self, query: str, *args: Any, **kwargs: Any) -> Any:
+        if query.lstrip()[:6].upper() in _STATEMENTS:  # not BEGIN, COMMIT, ROLLBACK
+            self._add()
+        return self._real.query(query, *args, **kwargs)
 
 
 _STATEMENTS = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "WITH"})

@@ -19,7 +19,7 @@ from .data import KeySpace
 from .measure import count_stale, run_mixed, run_threads, timed_calls, untimed_calls
 from .results import Result, Rows, Rule, Sample, p50_ratio, stale, throughput_ratio
 
-__all__ = ["mixed_plans", "read_sample", "with_ideal"]
+__all__ = ["hit_sample", "hit_slices", "mixed_plans", "read_sample", "with_ideal"]
 
 A = TypeVar("A")
 CACHE, NO_CACHE, HIT_FLOOR, MISS_FLOOR = Kind.CACHE, Kind.NO_CACHE, Kind.HIT_FLOOR, Kind.MISS_FLOOR
@@ -84,21 +84,8 @@ class Hit(Workload):
         def prepare(competitor: Competitor) -> None:
             competitor.prime(hot)
 
-        slices = [requests[i::_HIT_SLICES] for i in range(_HIT_SLICES)]
-
         def measure(competitor: Competitor, rep: int) -> Sample:
-            read = competitor.read
-            # Throughput from loops with no clock in them: at well under a microsecond
-            # a call, timing each call would be a large part of what is measured. Each
-            # slice takes milliseconds, so a noisy neighbour spoils a slice, not the
-            # figure: the run's time is the median slice's, times the slices.
-            walls = [_untimed_wall(read, part) for part in slices]
-            return Sample(
-                ops=len(requests),
-                wall_ns=int(statistics.median(walls) * _HIT_SLICES),
-                latencies_ns=timed_calls(read, requests),
-                reads=2 * len(requests),
-            )
+            return hit_sample(competitor.read, requests)
 
         return [
             Case(
@@ -242,6 +229,27 @@ class Zipf(Workload):
 def workers(threads: int) -> str:
     """How a case's threads run, for its line in the report."""
     return "1 thread" if threads == 1 else f"ThreadPoolExecutor(max_workers={threads})"
+
+
+def hit_slices(requests: Sequence[int]) -> list[Sequence[int]]:
+    """The slices the hit path's throughput is timed in."""
+    return [requests[i::_HIT_SLICES] for i in range(_HIT_SLICES)]
+
+
+def hit_sample(read: Callable[[int], object], requests: Sequence[int]) -> Sample:
+    """The hit path's throughput from loops with no clock in them, and each call's latency.
+
+    At well under a microsecond a call, timing each call would be a large part of what
+    is measured. Each slice takes milliseconds, so a noisy neighbour spoils a slice, not
+    the figure: the run's time is the median slice's, times the slices.
+    """
+    walls = [_untimed_wall(read, part) for part in hit_slices(requests)]
+    return Sample(
+        ops=len(requests),
+        wall_ns=int(statistics.median(walls) * len(walls)),
+        latencies_ns=timed_calls(read, requests),
+        reads=2 * len(requests),
+    )
 
 
 def _timed_slice(fn: Callable[[A], object], args: Sequence[A], worker: int) -> array[int]:
