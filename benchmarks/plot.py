@@ -81,7 +81,8 @@ def chart(results: Sequence[Result], title: str) -> Any:
     top.tick_params(labelbottom=False)
     for axis in (top, bottom):
         axis.grid(axis="y", which="major", alpha=0.3)
-    top.legend(ncols=min(len(names), 5), fontsize="small", loc="upper right")
+    # Above the panels, where no bar can be under it.
+    figure.legend(ncols=min(len(names), 8), fontsize="small", loc="outside upper center")
     top.set_title(title)
     _counts(
         axes["stale"],
@@ -116,10 +117,11 @@ def _counts(
             ticks.append(x)
             labels.append(row.competitor)
         if len(cases) > 1:
-            axis.text(c, 0.97, case, transform=axis.get_xaxis_transform(), ha="center", va="top")
+            label = case.replace(" ", "\n", 1)  # "async zipf 64 coroutines" in two lines
+            axis.text(c, 0.97, label, transform=axis.get_xaxis_transform(), ha="center", va="top")
     axis.set_xticks(ticks, labels, rotation=45, ha="right", fontsize="small")
     axis.set_title(title, fontsize="medium")
-    axis.margins(y=0.2)
+    axis.margins(y=0.35)  # room for the case names above the bars
     if not rows:
         axis.text(0.5, 0.5, "not run", ha="center", va="center", transform=axis.transAxes)
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-WORKLOADS = {"hit", "miss", "zipf", "mixed", "stampede", "pool", "http"}
+WORKLOADS = {"hit", "miss", "zipf", "mixed", "stampede", "pool", "http", "async"}
 COMPETITORS = {
     "dal",
     "lru-floor",
@@ -30,6 +30,13 @@ COMPETITORS = {
     "tornado-nodb",
     "tornado-raw",
     "tornado-dal",
+    # the async workload's (tests/test_benchmark_async.py checks their figures)
+    "dal-async",
+    "orm-async",
+    "raw-async",
+    "cashews",
+    "aiocache",
+    "async-lru",
 }
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
