@@ -38,15 +38,22 @@ T = TypeVar("T")
 CACHE, NO_CACHE, MISS_FLOOR = Kind.CACHE, Kind.NO_CACHE, Kind.MISS_FLOOR
 AsyncRead = Callable[[int], Awaitable[Any]]
 
-#: backend -> its asyncio driver, as ``dal.AsyncDatabase`` takes them.
+#: backend -> its asyncio driver where ``dal.AsyncDatabase`` takes none (yet).
 ASYNC_DRIVERS = {"postgresql": "asyncpg", "sqlite": "aiosqlite", "mysql": "asyncmy"}
+
+
+def async_driver(backend: str) -> str:
+    """The asyncio driver the async workload uses for ``backend``: dal's default for it."""
+    from dal.config import SUPPORTED_ASYNC
+
+    return SUPPORTED_ASYNC.get(backend, (ASYNC_DRIVERS[backend],))[0]
 
 
 def async_url(url: str) -> str:
     """The run's URL with its backend's asyncio driver."""
     parsed = make_url(url)
     backend = parsed.get_backend_name()
-    driver = ASYNC_DRIVERS[backend]
+    driver = async_driver(backend)
     return parsed.set(drivername=f"{backend}+{driver}").render_as_string(hide_password=False)
 
 
@@ -239,6 +246,13 @@ class DalAsync(AsyncCompetitor):
         except (ImportError, AttributeError) as exc:
             raise Unavailable(f"dal.AsyncRepository does not import ({exc})") from exc
 
+    @classmethod
+    def supported(cls, env: Env) -> bool:
+        """Whether ``dal.AsyncDatabase`` takes an asyncio driver for the run's backend."""
+        from dal.config import SUPPORTED_ASYNC
+
+        return env.engine.dialect.name in SUPPORTED_ASYNC
+
     async def _reset(self) -> None:
         import dal
 
@@ -307,14 +321,14 @@ class AsyncRawFloor(AsyncCompetitor):
 
     def __init__(self, env: Env) -> None:
         super().__init__(env)
-        self._floor = ASYNC_FLOORS[ASYNC_DRIVERS[env.engine.dialect.name]]
+        self._floor = ASYNC_FLOORS[async_driver(env.engine.dialect.name)]
         self.label = f"{self.label}, {self._floor.how}"  # type: ignore[misc]
         self._held: list[Any] = []
         self._reads = Tally()
 
     @classmethod
     def supported(cls, env: Env) -> bool:
-        return ASYNC_DRIVERS.get(env.engine.dialect.name) in ASYNC_FLOORS
+        return async_driver(env.engine.dialect.name) in ASYNC_FLOORS
 
     async def _reset(self) -> None:
         if self.engine is None:  # one held connection for the whole case
@@ -489,7 +503,7 @@ class Async(Workload):
         return self.env.loop.run_until_complete(coroutine)
 
     def cases(self) -> list[Case]:
-        driver = ASYNC_DRIVERS[self.env.engine.dialect.name]
+        driver = async_driver(self.env.engine.dialect.name)
         for module in ("greenlet", driver):
             try:
                 importlib.import_module(module)
