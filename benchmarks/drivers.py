@@ -75,7 +75,7 @@ def created_database(url: str) -> Iterator[bool]:
         return
     maintenance, exists = _ADMIN[backend]
     admin = create_engine(
-        parsed.set(database=maintenance), isolation_level="AUTOCOMMIT", poolclass=NullPool
+        parsed._replace(database=maintenance), isolation_level="AUTOCOMMIT", poolclass=NullPool
     )
     name = admin.dialect.identifier_preparer.quote(parsed.database)
     try:

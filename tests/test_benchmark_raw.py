@@ -88,3 +88,32 @@ def test_the_query_counter_sees_pymysql_statements_below_sqlalchemy(mysql_url: s
         assert counter.count == 2
     finally:
         engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_database_that_does_not_exist_is_created_for_the_run_and_dropped_after(
+    postgres_url: str,
+) -> None:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from benchmarks.drivers import created_database
+
+    fresh = make_url(postgres_url)
+    fresh = fresh.set(database=f"{fresh.database}_bench")
+    admin = create_engine(make_url(postgres_url).set(database="postgres"))
+
+    def exists(name: str | None) -> bool:
+        with admin.connect() as conn:
+            found = conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})
+            return found is not None
+
+    try:
+        with created_database(fresh.render_as_string(hide_password=False)) as created:
+            assert created and exists(fresh.database)
+        assert not exists(fresh.database)
+        with created_database(postgres_url) as created:  # there already: left as it was
+            assert not created
+        assert exists(make_url(postgres_url).database)
+    finally:
+        admin.dispose()
