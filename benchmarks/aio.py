@@ -28,9 +28,9 @@ from .base import Case, Competitor, Kind, Tally, Unavailable, Workload, competit
 from .config import Env
 from .data import TABLE_NAME, Item, item_table, statements
 from .drivers import MAX_OVERFLOW, SQLITE_BUSY_TIMEOUT, QueryCounter
-from .measure import count_stale, run_coroutines, run_mixed_async, timed_calls_async
+from .measure import run_coroutines, run_mixed_async, timed_calls_async
 from .results import Rule, Sample, p50_ratio, stale, throughput_ratio
-from .workloads import hit_sample, hit_slices, mixed_plans
+from .workloads import hit_sample, hit_slices, mixed_plans, mixed_sample
 
 __all__ = ["ASYNC_FLOORS", "AsyncCompetitor", "async_url"]
 
@@ -571,14 +571,7 @@ class Async(Workload):
             def work(i: int) -> Awaitable[Any]:
                 return run_mixed_async(read, write, plans[i], first)  # type: ignore[arg-type]
 
-            wall, histories = self.run(run_coroutines(coroutines, work))
-            return Sample(
-                ops=total,
-                wall_ns=wall,
-                latencies_ns=list(itertools.chain(*(h.latencies_ns for h in histories))),
-                reads=sum(len(h.reads) for h in histories),
-                stale_reads=count_stale(histories),
-            )
+            return mixed_sample(*self.run(run_coroutines(coroutines, work)))
 
         writes = sum(is_write for plan in plans for is_write, _ in plan)
         return Case(

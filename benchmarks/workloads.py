@@ -16,10 +16,10 @@ from typing import TypeVar
 
 from .base import Case, Competitor, Kind, Workload, split, workload
 from .data import KeySpace
-from .measure import count_stale, run_mixed, run_threads, timed_calls, untimed_calls
+from .measure import History, count_stale, run_mixed, run_threads, timed_calls, untimed_calls
 from .results import Result, Rows, Rule, Sample, p50_ratio, stale, throughput_ratio
 
-__all__ = ["hit_sample", "hit_slices", "mixed_plans", "read_sample", "with_ideal"]
+__all__ = ["hit_sample", "hit_slices", "mixed_plans", "mixed_sample", "read_sample", "with_ideal"]
 
 A = TypeVar("A")
 CACHE, NO_CACHE, HIT_FLOOR, MISS_FLOOR = Kind.CACHE, Kind.NO_CACHE, Kind.HIT_FLOOR, Kind.MISS_FLOOR
@@ -350,13 +350,7 @@ class Mixed(Workload):
             wall, histories = run_threads(
                 threads, lambda i: run_mixed(read, write, plans[i], first)
             )
-            return Sample(
-                ops=total,
-                wall_ns=wall,
-                latencies_ns=list(itertools.chain(*(h.latencies_ns for h in histories))),
-                reads=sum(len(h.reads) for h in histories),
-                stale_reads=count_stale(histories),
-            )
+            return mixed_sample(wall, histories)
 
         writes = sum(is_write for plan in plans for is_write, _ in plan)
         return Case(
@@ -392,6 +386,17 @@ def mixed_plans(
         else:
             plans[owner].append((False, next(reads)))
     return plans
+
+
+def mixed_sample(wall_ns: int, histories: Sequence[History]) -> Sample:
+    """The figures of one run of mixed plans: every request, every stale read."""
+    return Sample(
+        ops=sum(len(h.latencies_ns) for h in histories),
+        wall_ns=wall_ns,
+        latencies_ns=list(itertools.chain(*(h.latencies_ns for h in histories))),
+        reads=sum(len(h.reads) for h in histories),
+        stale_reads=count_stale(histories),
+    )
 
 
 def _owned(keys: Iterator[int], owner: int, workers: int) -> int:
