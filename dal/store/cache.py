@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from time import monotonic  # read at call time: freezegun replaces this global
 from typing import Any
 
@@ -20,39 +20,12 @@ from ..tracking.statements import ALL, NEW_ROWS
 from .flights import MISSING, Abandoned, Flight, Party, finish, refuse_cycle
 from .keys import PrimaryKey
 from .lru import LRU, Key, Slot, hit_order
+from .namespaces import Changes, Namespace, describe, row_keys
 from .sizes import entry_size
 
 __all__ = ["MISSING", "Changes", "Namespace", "Store"]
 
 _log = logging.getLogger("dal.cache")
-
-#: Committed changes: table name -> primary-key tuples, or ``None`` for "any row".
-Changes = Mapping[str, Collection[tuple[Any, ...]] | None]
-
-
-class Namespace:
-    """One repository's rows or finds, or one cached function: keys ``(ns, k)``.
-
-    A row namespace (``pk`` set) holds one table's rows by primary key and loses
-    only the written keys; any other namespace is dropped whole when a table it
-    depends on is written.
-    """
-
-    __slots__ = ("entries", "hits", "loads", "misses", "name", "pk", "tables", "ttl")
-
-    def __init__(
-        self, name: str, tables: frozenset[str], ttl: float | None, pk: PrimaryKey | None = None
-    ) -> None:
-        self.name = name
-        self.tables = tables
-        self.ttl = ttl
-        self.pk = pk
-        #: Key within the namespace -> its cached entry; never rebound (hit paths hold it).
-        self.entries: dict[Hashable, Slot] = {}
-        self.hits = self.misses = self.loads = 0
-
-    def __repr__(self) -> str:
-        return f"<Namespace {self.name}>"
 
 
 class Store:
@@ -316,7 +289,7 @@ class Store:
         with self.lock:
             self._invalidate(changes)
         if _log.isEnabledFor(logging.DEBUG):
-            _log.debug("invalidated %s", _describe(changes))
+            _log.debug("invalidated %s", describe(changes))
 
     def _invalidate(self, changes: Changes) -> None:
         self.invalidations += 1
@@ -325,7 +298,7 @@ class Store:
             return
         for table, pks in changes.items():
             for ns in self._by_table.get(table, ()):
-                keys = None if pks is None or ns.pk is None else _row_keys(ns, pks)
+                keys = None if pks is None or ns.pk is None else row_keys(ns, pks)
                 if keys is None:
                     self._drop_namespace(ns)
                     continue
@@ -465,23 +438,3 @@ def _one_of(load_many: Callable[[list[Key]], Mapping[Key, Any]], key: Key) -> Ca
 
 def _uncacheable(key: Key) -> UncacheableArgument:
     return UncacheableArgument(f"{key[1]!r} cannot be a cache key")
-
-
-def _row_keys(ns: Namespace, pks: Collection[tuple[Any, ...]]) -> list[Key] | None:
-    """Keys of written rows in a row namespace, or ``None`` if a pk is unusable."""
-    assert ns.pk is not None
-    try:
-        return [(ns, ns.pk.written(pk)) for pk in pks if pk != NEW_ROWS]
-    except (UncacheableArgument, IndexError):
-        return None
-
-
-def _describe(changes: Changes) -> str:
-    """Which tables a commit touched and how many rows; never the keys themselves."""
-    if ALL in changes:
-        return "every table (cache cleared)"
-    parts = []
-    for table, pks in changes.items():
-        rows = "all rows" if pks is None else f"{sum(pk != NEW_ROWS for pk in pks)} row(s)"
-        parts.append(f"{table} ({rows}{', new rows' if pks and NEW_ROWS in pks else ''})")
-    return ", ".join(parts)
