@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import statistics
 import subprocess
 import sys
 import threading
@@ -253,13 +254,15 @@ class Http(Workload):
             warm=max(200, min(config.requests // 10, 20_000)),
         )
 
+        cpu: dict[str, list[float]] = {}  # server CPU µs per request, per run
+
         def run(server: Competitor, rep: int) -> Sample:
             assert isinstance(server, _Server)
-            variant_load = load if server.caches else dataclasses.replace(load, warm=0)
-            result = measure(
-                server.variant, self.env.url, variant_load, cache_size=config.cache_size
-            )
+            sent = load if server.kind is Kind.CACHE else dataclasses.replace(load, warm=0)
+            result = measure(server.variant, self.env.url, sent, cache_size=config.cache_size)
             server.missed += result["cache_misses"]
+            per_request = result["server_cpu_ns"] / 1e3 / max(result["requests"], 1)
+            cpu.setdefault(server.name, []).append(per_request)
             return Sample(
                 ops=result["requests"],
                 wall_ns=result["wall_ns"],
@@ -288,5 +291,11 @@ class Http(Workload):
                 measure=run,
                 reference="tornado-dal",
                 counts="stale_reads",
+                finish=lambda rows: [
+                    dataclasses.replace(
+                        r, extra={**r.extra, "server_cpu_us": statistics.median(cpu[r.competitor])}
+                    )
+                    for r in rows
+                ],
             )
         ]

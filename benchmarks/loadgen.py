@@ -110,9 +110,10 @@ class Load:
                 self.stale += 1
 
 
-def _cache(stats: dict[str, Any]) -> tuple[int, int]:
+def _counters(stats: dict[str, Any]) -> tuple[int, int, int]:
+    """Cache hits, misses and server CPU ns from ``/stats`` (0 where it has none)."""
     cache = stats.get("cache", {})
-    return cache.get("hits", 0), cache.get("misses", 0)
+    return cache.get("hits", 0), cache.get("misses", 0), stats.get("server", {}).get("cpu_ns", 0)
 
 
 async def drive(args: argparse.Namespace) -> dict[str, Any]:
@@ -128,7 +129,7 @@ async def drive(args: argparse.Namespace) -> dict[str, Any]:
                 await conn.get_json(f"/items/{next(warm)}")
         reads = Load(keys.zipf_stream(args.zipf, "http:warm"), requests=args.warm, put_every=0)
         await asyncio.gather(*(reads.run(conn) for conn in conns))
-        hits, misses = _cache(await conns[0].get_json("/stats"))
+        hits, misses, cpu_ns = _counters(await conns[0].get_json("/stats"))
         load = Load(
             keys.zipf_stream(args.zipf, "http"),
             requests=args.requests,
@@ -138,7 +139,7 @@ async def drive(args: argparse.Namespace) -> dict[str, Any]:
         started = time.perf_counter_ns()
         await asyncio.gather(*(load.run(conn) for conn in conns))
         wall_ns = time.perf_counter_ns() - started
-        after = _cache(await conns[0].get_json("/stats"))
+        after = _counters(await conns[0].get_json("/stats"))
     finally:
         for conn in conns:
             conn.close()
@@ -152,6 +153,7 @@ async def drive(args: argparse.Namespace) -> dict[str, Any]:
         "errors": load.errors + reads.errors,
         "cache_reads": (after[0] - hits) + (after[1] - misses),
         "cache_misses": after[1] - misses,
+        "server_cpu_ns": after[2] - cpu_ns,
     }
 
 

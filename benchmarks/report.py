@@ -31,6 +31,7 @@ DEFINITIONS = {
     ),
     "queries": "statements sent to the database per run (median), counted on the engine",
     "ratio": "the case's reference throughput / this row's: 2.0 = the reference is twice as fast",
+    "server_cpu_us": "http: CPU time of the server process per request (median of repetitions)",
     "of_ideal": (
         "throughput / the compulsory-miss ideal: a cache that misses only on a key's first "
         "request (distinct keys / requests), paying the raw floor of a read for those (the "
@@ -140,6 +141,8 @@ def _cells(r: Result) -> tuple[str, ...]:
     notes = []
     if "of_ideal" in r.extra and r.competitor != "ideal":
         notes.append(f"{r.extra['of_ideal']:.0%} of ideal")
+    if "server_cpu_us" in r.extra:
+        notes.append(f"server CPU {r.extra['server_cpu_us']:,.0f} µs/request")
     if r.competitor == "ideal":
         notes.append(f"{r.extra['distinct_keys']:,} distinct keys / {r.extra['requests']:,}")
     return (

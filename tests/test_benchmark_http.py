@@ -45,6 +45,7 @@ def test_http_workload(adb_sync_url: str, tmp_path: Path) -> None:
         assert r["ops_per_s"] > 0
         assert 0 <= r["p50_us"] <= r["p99_us"]
         assert r["stale_reads"] == 0, r["competitor"]
+        assert r["extra"]["server_cpu_us"] > 0, r["competitor"]  # the server's own, per request
     dal = rows["tornado-dal"]
     assert 0 < dal["hit_ratio"] < 1  # warmed, yet some misses: Zipf over more rows than fit
     assert rows["tornado-raw"]["hit_ratio"] is None
