@@ -8,6 +8,8 @@ ends use; ``stats()`` and ``close()``.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -289,3 +291,20 @@ async def test_a_loop_in_another_thread_gets_a_config_error(adb: dal.AsyncDataba
     await asyncio.to_thread(thread.join)
     assert len(errors) == 1 and isinstance(errors[0], dal.ConfigError), errors
     assert await adb._read(one) == 1
+
+
+def test_without_the_async_extra_dal_imports_and_async_database_says_what_to_install() -> None:
+    # greenlet (and the asyncio drivers) come with the async extra only.
+    script = (
+        "import sys; sys.modules['greenlet'] = None\n"
+        "import dal\n"
+        "try:\n"
+        "    dal.AsyncDatabase()\n"
+        "except dal.ConfigError as exc:\n"
+        "    print(exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "greenlet" in done.stdout and "sqlalchemy-dal[async]" in done.stdout

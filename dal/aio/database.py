@@ -14,10 +14,9 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from threading import get_ident
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Connection, Engine
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 from sqlalchemy.util import await_only, greenlet_spawn
 
@@ -27,6 +26,9 @@ from ..drivers import engine as engines
 from ..drivers.pkread import PkRead
 from ..errors import ConfigError
 from .tasks import finish
+
+if TYPE_CHECKING:  # at run time imported where used: it needs greenlet (the async extra)
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 __all__ = ["AsyncDatabase"]
 
@@ -75,6 +77,8 @@ class AsyncDatabase(Core):
             async with self._savepoint(outer):
                 yield outer.info[_ASYNC]
             return
+        from sqlalchemy.ext.asyncio import AsyncSession
+
         session = AsyncSession(
             self._engine, expire_on_commit=False, sync_session_class=self._sessions.class_
         )
@@ -166,6 +170,8 @@ class AsyncDatabase(Core):
     async def _on_session(
         self, conn: Connection, query: Callable[[AsyncSession], Awaitable[T]]
     ) -> T:
+        from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
         session = AsyncSession(bind=AsyncConnection(self._engine, conn), expire_on_commit=False)
         try:
             return await query(session)

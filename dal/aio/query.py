@@ -11,13 +11,13 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from ..frozen import thaw
 from ..query import CachedQueryBase
 from . import loads
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
     from .database import AsyncDatabase
 
 __all__ = ["AsyncCachedQuery"]

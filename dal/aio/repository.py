@@ -14,7 +14,6 @@ from threading import get_ident
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from sqlalchemy import ColumnElement, Connection
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from ..records import Record
@@ -25,6 +24,8 @@ from ..store.flights import MISSING
 from . import loads
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
     from .database import AsyncDatabase
 
 __all__ = ["AsyncRepository"]
