@@ -38,12 +38,14 @@ async def get_or_load(
                 return found
             future = flight.future(asyncio.get_running_loop())
         missed = True
-        if leader:
-            _start(store, [flight], _one(key, load))
+        task = _start(store, [flight], _one(key, load)) if leader else None
         try:
             return await _wait(store, flight, future, key)
         except Abandoned:
-            continue  # the load was cancelled, not failed: load again
+            pass
+        if task is not None and flight.error is not None and _raised(task):
+            raise flight.error  # outside ``except``: no Abandoned in its context
+        # The load was cancelled, not failed: load again.
 
 
 async def get_many_or_load(
@@ -98,7 +100,9 @@ def _one_of(
     return load
 
 
-def _start(store: Store, flights: list[Flight], load: Callable[[], Awaitable[Values]]) -> None:
+def _start(
+    store: Store, flights: list[Flight], load: Callable[[], Awaitable[Values]]
+) -> asyncio.Task[None]:
     """Run ``load`` for ``flights`` as a Task of its own, which then owns them."""
     try:
         task = asyncio.get_running_loop().create_task(_run(store, flights, load))
@@ -118,6 +122,18 @@ def _start(store: Store, flights: list[Flight], load: Callable[[], Awaitable[Val
             store._failed(unfinished, asyncio.CancelledError())
 
     task.add_done_callback(ended)
+    return task
+
+
+def _raised(task: asyncio.Task[None]) -> bool:
+    """Whether the load itself raised a BaseException (not its Task being cancelled).
+
+    Only a cancelled load sends its callers to load again: a load that raises the
+    same BaseException each time would otherwise be retried forever. Its leader
+    raises it, as a thread that ran the load would; waiters load again, and
+    whoever leads that load meets it in turn.
+    """
+    return task.done() and not task.cancelled()
 
 
 async def _run(store: Store, flights: list[Flight], load: Callable[[], Awaitable[Values]]) -> None:
@@ -129,10 +145,30 @@ async def _run(store: Store, flights: list[Flight], load: Callable[[], Awaitable
     except Exception as exc:  # the waiters raise it; the Task has nobody to tell
         store._failed(flights, exc)
         return
-    except BaseException as exc:  # cancelled: the waiters load again
+    except BaseException as exc:  # cancelled, or the load's own: see ``_stops``
         store._failed(flights, exc)
-        raise
+        if _stops(exc):
+            raise
+        # The load's own BaseException: its leader raises it (``_raised``); the
+        # Task ends quietly, or the loop would log an exception nobody retrieved.
+        return
     store._loaded(flights, values, started)
+
+
+def _stops(exc: BaseException) -> bool:
+    """A cancellation of the load's Task, or what stops the loop: raised from the Task.
+
+    A CancelledError the load raised while its Task was not being cancelled (it
+    awaited something cancelled) is the load's own; ``Task.cancelling`` tells them
+    apart from Python 3.11, before it every CancelledError counts as a cancellation.
+    """
+    if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+        return True
+    if not isinstance(exc, asyncio.CancelledError):
+        return False
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    return cancelling is None or bool(cancelling())
 
 
 async def _wait(store: Store, flight: Flight, future: asyncio.Future[None], key: Key) -> Any:
