@@ -1,6 +1,8 @@
 """Adversarial interleavings of the async front end: each test forces one ordering
 (events, a COMMIT parked in the server, loop steps) and checks a promise there.
 
+- A task cancelled while its COMMIT is in the server: the COMMIT may still take
+  effect after the task stopped waiting; no reader may cache the old row for good.
 - A load that raises a BaseException of its own (not a cancellation) reaches its
   leader instead of being retried forever.
 """
@@ -9,12 +11,83 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
+import dal
 from dal.aio import loads
 from dal.store.cache import Store
+from tests.aiohelp import until
+from tests.models import User
+from tests.test_commit_parked import LOCK, Parking, at_commit
+
+# -- a COMMIT cancelled while the server runs it ----------------------------------------
+
+#: Waits at COMMIT for the test's advisory lock, and keeps waiting if the client's
+#: cancel request arrives meanwhile: the server then completes the COMMIT after the
+#: writer stopped waiting, as it does whenever a cancel request comes too late.
+STUBBORN = (
+    f"BEGIN PERFORM pg_advisory_xact_lock({LOCK}); "
+    f"EXCEPTION WHEN query_canceled THEN PERFORM pg_advisory_xact_lock({LOCK}); END"
+)
+
+
+@contextmanager
+def stubborn_commit(db: dal.AsyncDatabase) -> Iterator[Parking]:
+    with at_commit(db, STUBBORN) as conn:  # type: ignore[arg-type]
+        park = Parking(conn)
+        try:
+            yield park
+        finally:
+            park.release()
+
+
+async def test_a_write_cancelled_in_its_commit_leaves_no_stale_row_cached(
+    pg_adb: dal.AsyncDatabase,
+) -> None:
+    async with pg_adb.session() as s:
+        s.add(User(id=1, email="a@example.com", name="old"))
+    store = pg_adb._store
+    ns = store.namespace(("review", "names"), "names", ["users"], None)
+    statement = update(User).where(User.id == 1).values(name="new")
+
+    async def name() -> Any:
+        """users.name of row 1 through the store: a lease-checked, single-flight load."""
+
+        async def load() -> Any:
+            return await pg_adb._read(
+                lambda conn: conn.exec_driver_sql("SELECT name FROM users WHERE id = 1").scalar()
+            )
+
+        return await loads.get_or_load(store, ns, (ns, 1), load)
+
+    with stubborn_commit(pg_adb) as park:
+        writer = asyncio.create_task(pg_adb._write(lambda conn: conn.execute(statement)))
+        await until(park.parked)
+        writer.cancel()
+        await asyncio.sleep(0)  # one loop step: the writer takes its cancellation
+        # The COMMIT is still in the server: the old row is what is committed.
+        assert await name() == "old"
+    with pytest.raises(asyncio.CancelledError):
+        await writer
+    # The server has answered the COMMIT: it took effect, the cancellation came too late.
+    await _committed(pg_adb)
+    assert await name() == "new"
+    assert pg_adb.stats()["pool"]["checked_out"] == 0
+
+
+async def _committed(db: dal.AsyncDatabase) -> None:
+    """Until the server shows the write (the COMMIT is answered once the lock is free)."""
+    sql = "SELECT name FROM users WHERE id = 1"
+    for _ in range(1000):
+        if await db._read(lambda conn: conn.exec_driver_sql(sql).scalar()) == "new":
+            return
+    raise AssertionError("the parked COMMIT never took effect")
+
 
 # -- a load's own BaseException -----------------------------------------------------------
 

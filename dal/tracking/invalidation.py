@@ -58,6 +58,7 @@ class Tracker:
         self._in_transaction = driver.in_transaction
         self._commits_when_read = driver.commits_when_read
         self._rollback_when_idle = driver.rollback_when_idle
+        self._is_async = driver.is_async
         #: Called with (dbapi connection, changes) inside the transaction, just before
         #: COMMIT (the cross-process bus sends its NOTIFY there).
         self.before_commit: Callable[[Any, Pending], None] | None = None
@@ -202,6 +203,7 @@ class Tracker:
         """
         real_commit, real_rollback = dialect.do_commit, dialect.do_rollback
         rollback_when_idle, in_transaction = self._rollback_when_idle, self._in_transaction
+        commit_writes = _to_its_end(real_commit) if self._is_async else real_commit
 
         def do_commit(connection: PoolProxiedConnection) -> None:
             state = _state(connection)
@@ -211,7 +213,7 @@ class Tracker:
                 return
             try:
                 self.publish(connection.dbapi_connection, pending)
-                real_commit(connection)
+                commit_writes(connection)
             finally:
                 # Only now has the database answered. Also when COMMIT (or the publish
                 # before it) failed: whether it took effect may be unknown, and a
@@ -319,6 +321,27 @@ class Tracker:
         self.store.invalidate(pending)
         if self.after_apply is not None:
             self.after_apply(pending)
+
+
+def _to_its_end(
+    commit: Callable[[PoolProxiedConnection], None],
+) -> Callable[[PoolProxiedConnection], None]:
+    """An asyncio adapter's ``do_commit`` that a cancelled task still awaits to its end.
+
+    A COMMIT its caller stopped waiting for may still take effect in the server
+    (asyncpg's cancel request arrives after it, aiosqlite's thread and MySQL go on
+    regardless). Invalidating at the cancellation would let a reader cache the old
+    row before the COMMIT lands, for good. So the COMMIT runs in a task of its own
+    and a cancellation is raised once the database has answered, invalidation first.
+    """
+    from sqlalchemy.util import await_only, greenlet_spawn
+
+    from ..aio.tasks import finish  # here: dal.aio imports this module
+
+    def do_commit(connection: PoolProxiedConnection) -> None:
+        await_only(finish(greenlet_spawn(commit, connection)))
+
+    return do_commit
 
 
 def _state(connection: PoolProxiedConnection) -> dict[Any, Any] | None:
