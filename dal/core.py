@@ -289,8 +289,18 @@ class Core:
             self._pool_counters.retries += 1
             return attempt()
 
-    def _read_once(self, query: Callable[[Connection], T]) -> T:
+    def _outer_read(self) -> Connection | None:
+        """The connection a load of this context reads on, while that read lasts.
+
+        A task started inside a load copies its context and may outlive the load;
+        by then that connection is back in the pool (closed here), maybe serving
+        another caller's transaction: such a task reads on a connection of its own.
+        """
         outer = self._reading.get()
+        return None if outer is None or outer.closed else outer
+
+    def _read_once(self, query: Callable[[Connection], T]) -> T:
+        outer = self._outer_read()
         if outer is not None:
             return query(outer)
         with self._sync_engine.connect() as conn, self._read_mode(conn.connection):
@@ -304,7 +314,7 @@ class Core:
         engine = self._sync_engine
         if self._watch.watched():  # somebody listens: the same SQL through Core's events
             return self._read_once(lambda conn: reads.evented(conn, run))
-        outer = self._reading.get()
+        outer = self._outer_read()
         if outer is not None:  # inside a load: read on its connection
             dbapi = outer.connection.dbapi_connection
             return reads.fetch(engine, None, dbapi, reader.sql, run, self._raw_cursor)

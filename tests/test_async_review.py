@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 import dal
 from dal.aio import loads
@@ -146,3 +147,34 @@ async def test_a_load_raising_cancelled_error_uncancelled_is_not_retried_forever
     assert done, f"still retrying after {calls[0]} loads"
     assert caller.cancelled() and calls[0] == 1
     assert store.stats()["in_flight"] == 0
+
+
+# -- a task started inside a load outlives it ----------------------------------------------
+
+
+async def test_a_task_started_inside_a_read_reads_on_its_own_after_that_read_ended(
+    adb: dal.AsyncDatabase,
+) -> None:
+    # A miss inside a load reads on the load's connection (the context says which).
+    # A task started there copies that context, and may run long after the load
+    # returned its connection to the pool: it must read on a connection of its own.
+    async with adb.session() as s:
+        s.add(User(id=1, email="a@example.com", name="old"))
+    later = asyncio.Event()
+
+    async def name() -> Any:
+        sql = "SELECT name FROM users WHERE id = 1"
+        return await adb._read(lambda conn: conn.exec_driver_sql(sql).scalar())
+
+    async def background() -> Any:
+        await later.wait()
+        return await name()
+
+    async def query(session: AsyncSession) -> asyncio.Task[Any]:
+        return asyncio.create_task(background())
+
+    task = await adb._read_in_session(query)
+    assert adb.stats()["pool"]["checked_out"] == 0  # the load's connection is back
+    later.set()
+    assert await task == "old"
+    assert adb.stats()["pool"]["checked_out"] == 0
