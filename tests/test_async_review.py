@@ -24,6 +24,7 @@ from dal.aio import loads
 from dal.store.cache import Store
 from tests.aiohelp import until
 from tests.models import User
+from tests.test_aio_repository import AUsers
 from tests.test_commit_parked import LOCK, Parking, at_commit
 
 # -- a COMMIT cancelled while the server runs it ----------------------------------------
@@ -178,3 +179,40 @@ async def test_a_task_started_inside_a_read_reads_on_its_own_after_that_read_end
     later.set()
     assert await task == "old"
     assert adb.stats()["pool"]["checked_out"] == 0
+
+
+# -- a cached function's load never reads through a caller's session ------------------------
+
+
+async def test_a_cached_load_started_in_a_session_never_caches_that_sessions_writes(
+    adb: dal.AsyncDatabase,
+) -> None:
+    # The load of a cached function is shared by every caller and stored: it reads
+    # committed rows only. Started by a task inside an unwritten session(), its Task
+    # copies that task's context; the session then writes (here a sibling task of
+    # gather, as with any timeout that lets the caller go on), and a repository read
+    # inside the function must not see, and cache, that uncommitted write.
+    users = AUsers(adb)
+    await users.add(id=1, email="a@example.com", name="old")
+    entered, written = asyncio.Event(), asyncio.Event()
+
+    @dal.cached_query(adb, depends_on=[User])
+    async def name_of(session: AsyncSession, pk: int) -> str:
+        entered.set()
+        await written.wait()
+        found = await users.get(pk)
+        assert found is not None
+        return found.name
+
+    async def write() -> None:
+        await entered.wait()
+        await users.update(1, name="uncommitted")
+        written.set()
+
+    with pytest.raises(RuntimeError):
+        async with adb.session():
+            await asyncio.gather(name_of(1), write())
+            raise RuntimeError("roll back")
+    # Rolled back: neither the function's cached result nor the row says otherwise.
+    assert await name_of(1) == "old"
+    assert (await users.get(1)).name == "old"  # type: ignore[union-attr]

@@ -173,9 +173,14 @@ class AsyncDatabase(Core):
         from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
         session = AsyncSession(bind=AsyncConnection(self._engine, conn), expire_on_commit=False)
+        # What ``query`` reads is cached for every caller: no read inside it may go
+        # through the session() of the task that started it (a load's Task copied its
+        # context), whose writes, made meanwhile by a sibling task, are uncommitted.
+        token = self._active.set(None)
         try:
             return await query(session)
         finally:
+            self._active.reset(token)
             await finish(session.close())
 
     def _writing_session(self) -> AsyncSession | None:
