@@ -216,3 +216,33 @@ async def test_a_cached_load_started_in_a_session_never_caches_that_sessions_wri
     # Rolled back: neither the function's cached result nor the row says otherwise.
     assert await name_of(1) == "old"
     assert (await users.get(1)).name == "old"  # type: ignore[union-attr]
+
+
+async def test_a_write_cancelled_in_a_commit_that_then_fails_still_ends_cancelled(
+    pg_adb: dal.AsyncDatabase,
+) -> None:
+    # The COMMIT runs to its end for a cancelled task (see above); when it fails (a
+    # deferred constraint), the task still ends with its cancellation, not swallowed
+    # into the COMMIT's error, and nothing it wrote is cached or counted committed.
+    async with pg_adb.session() as s:
+        s.add(User(id=1, email="a@example.com", name="old"))
+    failing = (
+        f"PERFORM pg_advisory_xact_lock({LOCK}); "
+        "RAISE EXCEPTION 'refused at commit' USING ERRCODE = '23514'"
+    )
+    statement = update(User).where(User.id == 1).values(name="new")
+    with at_commit(pg_adb, failing) as conn:  # type: ignore[arg-type]
+        park = Parking(conn)
+        try:
+            writer = asyncio.create_task(pg_adb._write(lambda conn: conn.execute(statement)))
+            await until(park.parked)
+            writer.cancel()
+            await asyncio.sleep(0)  # one loop step: the writer takes its cancellation
+        finally:
+            park.release()
+        with pytest.raises(asyncio.CancelledError):
+            await writer
+    assert writer.cancelled()
+    sql = "SELECT name FROM users WHERE id = 1"
+    assert await pg_adb._read(lambda conn: conn.exec_driver_sql(sql).scalar()) == "old"
+    assert pg_adb.stats()["pool"]["checked_out"] == 0

@@ -16,8 +16,9 @@ async def finish(cleanup: Coroutine[Any, Any, T]) -> T:
 
     A rollback or close cut short at one of its awaits would leave the connection
     checked out of the pool for good. The cleanup runs in a task of its own; a
-    cancellation that arrives while waiting is raised once it has finished, so the
-    caller never returns before its connection is back.
+    cancellation that arrives while waiting is raised once it has finished (failed
+    or not: a cancellation is never swallowed), so the caller never returns before
+    its connection is back.
     """
     task = asyncio.ensure_future(cleanup)
     cancelled: asyncio.CancelledError | None = None
@@ -28,6 +29,10 @@ async def finish(cleanup: Coroutine[Any, Any, T]) -> T:
             if task.done():
                 raise
             cancelled = exc
+        except BaseException:
+            if cancelled is None:
+                raise
+            break  # the cleanup failed too: still the cancellation, never swallowed
         else:
             break
     if cancelled is not None:
