@@ -38,6 +38,9 @@ __all__ = ["Core"]
 
 T = TypeVar("T")
 
+#: Set in a ``session()``'s Session ``info`` once its block has ended.
+_ENDED = "dal.session_ended"
+
 
 class Core:
     """The engine-independent half of a Database; subclasses make the engine."""
@@ -215,9 +218,26 @@ class Core:
         return token
 
     def _session_ended(self, token: Token[Session | None]) -> None:
+        session = self._active.get()
+        if session is not None:
+            # Tasks (or copied contexts) started inside the block still name it.
+            session.info[_ENDED] = True
         with self._sessions_lock:
             self._sessions_open -= 1
         self._active.reset(token)
+
+    def _open_session(self) -> Session | None:
+        """The context's ``session()`` while its block runs, else None.
+
+        A task started inside the block copies the context and may run on after the
+        block ended: its writes then commit on their own, not in a new transaction
+        of the finished session that nobody would commit (and whose connection
+        nobody would return).
+        """
+        session = self._active.get()
+        if session is None or session.info.get(_ENDED):
+            return None
+        return session
 
     def _open_savepoint(self, session: Session) -> tuple[SessionTransaction, int]:
         """A nested ``session()``: a SAVEPOINT in the outer one's transaction, sent now."""
@@ -254,7 +274,7 @@ class Core:
 
     def _writing_sync_session(self) -> Session | None:
         """The context's open ``session()`` if it has written anything, else None."""
-        session = self._active.get()
+        session = self._open_session()
         if session is None:
             return None
         return session if sessions.wrote(session) else None
@@ -334,7 +354,7 @@ class Core:
         locks, which the session cannot release while it waits for the write.
         """
         self._check_open()
-        session = self._active.get()
+        session = self._open_session()
         with self._boundary(os_errors=self.is_async):
             if session is not None:
                 session.flush()  # the caller's earlier changes first, in program order

@@ -50,7 +50,7 @@ class Database(Core):
         back; only the outermost commits.
         """
         self._check_open()
-        outer = self._active.get()
+        outer = self._open_session()
         if outer is not None:
             with self._savepoint(outer):
                 yield outer

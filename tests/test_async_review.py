@@ -246,3 +246,38 @@ async def test_a_write_cancelled_in_a_commit_that_then_fails_still_ends_cancelle
     sql = "SELECT name FROM users WHERE id = 1"
     assert await pg_adb._read(lambda conn: conn.exec_driver_sql(sql).scalar()) == "old"
     assert pg_adb.stats()["pool"]["checked_out"] == 0
+
+
+# -- a task started inside a session() outlives its block --------------------------------
+
+
+async def test_a_task_started_in_a_session_writes_on_its_own_once_the_block_ended(
+    adb: dal.AsyncDatabase,
+) -> None:
+    # The task copies the context, where the block's session is active. Once the
+    # block has committed and closed, a write there must commit on its own: not
+    # in a new transaction of the closed session that nobody commits, lost with
+    # its connection held out of the pool.
+    users = AUsers(adb)
+    await users.add(id=1, email="a@example.com", name="old")
+    ended = asyncio.Event()
+
+    async def background() -> None:
+        await ended.wait()
+        await users.update(1, name="later")
+        async with adb.session() as s:  # an outermost session of its own
+            user = await s.get(User, 1)
+            assert user is not None
+            user.email = "later@example.com"
+
+    async with adb.session():
+        await users.update(1, name="in the block")
+        task = asyncio.create_task(background())
+    ended.set()
+    await task
+
+    assert adb.stats()["pool"]["checked_out"] == 0
+    sql = "SELECT name, email FROM users WHERE id = 1"
+    row = await adb._read(lambda conn: tuple(conn.exec_driver_sql(sql).one()))
+    assert row == ("later", "later@example.com")
+    assert (await users.get(1)).name == "later"  # type: ignore[union-attr]

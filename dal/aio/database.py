@@ -72,7 +72,7 @@ class AsyncDatabase(Core):
         as ``Database.session`` does. Reads of this task inside it see its writes."""
         self._check_loop()
         self._check_open()
-        outer = self._active.get()
+        outer = self._open_session()
         if outer is not None:
             async with self._savepoint(outer):
                 yield outer.info[_ASYNC]
