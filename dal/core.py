@@ -173,6 +173,10 @@ class Core:
         self._store.pause("closed")
         if self._bus is not None:
             self._bus.stop()
+        # Connections out at close() (a session, a load in flight) come back to the
+        # pool being disposed, which would keep them open until garbage collection:
+        # never closed, for an asyncio driver (its close must be awaited).
+        event.listen(self._sync_engine.pool, "checkin", _close_returned)
         return True
 
     # -- the boundary ---------------------------------------------------------------
@@ -361,3 +365,9 @@ class Core:
                 return statement(session.connection())
             with self._sync_engine.begin() as conn:
                 return statement(conn)
+
+
+def _close_returned(dbapi_connection: Any, record: Any) -> None:
+    """``PoolEvents.checkin`` of a closed database's pool: close what comes back."""
+    if dbapi_connection is not None:
+        record.invalidate()

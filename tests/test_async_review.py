@@ -16,8 +16,9 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import event, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.util import await_only
 
 import dal
 from dal.aio import loads
@@ -281,3 +282,48 @@ async def test_a_task_started_in_a_session_writes_on_its_own_once_the_block_ende
     row = await adb._read(lambda conn: tuple(conn.exec_driver_sql(sql).one()))
     assert row == ("later", "later@example.com")
     assert (await users.get(1)).name == "later"  # type: ignore[union-attr]
+
+
+# -- close() while calls are in flight -----------------------------------------------------
+
+
+async def test_close_while_a_session_and_a_load_run_closes_their_connections_after_them(
+    adb: dal.AsyncDatabase,
+) -> None:
+    # Both go on to their end; the connections they hold come back to the pool
+    # close() disposed, which must close them (an asyncio driver's connection left
+    # to garbage collection is never closed: "unclosed transport" at exit).
+    users = AUsers(adb)
+    await users.add(id=1, email="a@example.com", name="old")
+    users.cache_clear()
+    inside, go = asyncio.Event(), asyncio.Event()
+    reading, read = asyncio.Event(), asyncio.Event()
+
+    async def body() -> None:
+        async with adb.session() as s:
+            await s.execute(update(User).where(User.id == 1).values(name="new"))
+            inside.set()
+            await go.wait()
+
+    def park(*args: Any) -> None:  # the load, at its SELECT
+        if not reading.is_set():
+            reading.set()
+            await_only(read.wait())
+
+    session = asyncio.create_task(body())
+    await inside.wait()
+    event.listen(adb._engine.sync_engine, "before_cursor_execute", park)
+    load = asyncio.create_task(users.get(1))
+    await reading.wait()
+    assert adb.stats()["pool"]["checked_out"] == 2
+    disconnects = adb.stats()["pool"]["disconnects"]
+
+    await adb.close()
+    go.set()
+    read.set()
+    await session
+    assert await load is not None
+    assert adb.stats()["pool"]["disconnects"] == disconnects + 2  # both closed on return
+    assert adb.stats()["cache"]["currsize"] == 0  # nothing cached once closed
+    with pytest.raises(dal.DatabaseClosed):
+        await users.get(1)
