@@ -22,7 +22,7 @@ from typing import Any, ClassVar, TypeVar
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import AsyncAdaptedQueuePool, NullPool
 
 from .base import Case, Competitor, Kind, Tally, Unavailable, Workload, competitor, workload
 from .config import Env
@@ -64,7 +64,12 @@ def make_async_engine(url: str, *, pool_size: int | None) -> AsyncEngine:
     kwargs: dict[str, Any] = (
         {"poolclass": NullPool}
         if pool_size is None
-        else {"pool_size": pool_size, "max_overflow": MAX_OVERFLOW}
+        # Named: on older SQLAlchemy 2.0 releases (2.0.4 among them) aiosqlite defaults to NullPool.
+        else {
+            "poolclass": AsyncAdaptedQueuePool,
+            "pool_size": pool_size,
+            "max_overflow": MAX_OVERFLOW,
+        }
     )
     sqlite = make_url(url).get_backend_name() == "sqlite"
     if sqlite:
