@@ -7,7 +7,8 @@ that reaches the database, whichever way it was sent: through SQLAlchemy's execu
 or straight on a pooled DBAPI cursor as dal's cheapest reads are. On aiosqlite it is
 the sqlite3 connection's trace callback too (set on aiosqlite's thread); SQLAlchemy's
 other asyncio adapters (asyncpg, asyncmy) are slotted: for them the adapter's cursor
-class records the statements of the connections a log instrumented.
+class (and on asyncpg dal's raw read cursor) records the statements of the connections
+a log instrumented.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ def _record_adapted(cls: type) -> None:
     """Make ``cls.execute`` / ``executemany`` report to the connection's log (once)."""
     if "_dal_statement_log" in cls.__dict__:
         return
-    execute, executemany = cls.execute, cls.executemany  # type: ignore[attr-defined]
+    execute = cls.execute  # type: ignore[attr-defined]
+    executemany = getattr(cls, "executemany", None)  # dal's raw read cursors have none
 
     def log_of(cursor: Any) -> StatementLog | None:
         found = _adapted.get(id(cursor._adapt_connection))
@@ -58,7 +60,8 @@ def _record_adapted(cls: type) -> None:
         return executemany(self, operation, seq_of_parameters)
 
     cls.execute = logged_execute  # type: ignore[attr-defined]
-    cls.executemany = logged_executemany  # type: ignore[attr-defined]
+    if executemany is not None:
+        cls.executemany = logged_executemany  # type: ignore[attr-defined]
     cls._dal_statement_log = True  # type: ignore[attr-defined]
 
 
@@ -109,6 +112,11 @@ class StatementLog:
             await_only(dbapi_connection.driver_connection.set_trace_callback(self._record))
         elif _is_adapted(dbapi_connection):
             _record_adapted(_cursor_class(dbapi_connection))
+            if _is_from("asyncpg", dbapi_connection.driver_connection):
+                # dal's raw reads on asyncpg use their own cursor (adapters.AsyncpgCursor).
+                from dal.drivers.adapters import AsyncpgCursor
+
+                _record_adapted(AsyncpgCursor)
             _adapted[id(dbapi_connection)] = (dbapi_connection, self)
         elif isinstance(dbapi_connection, sqlite3.Connection):
             dbapi_connection.set_trace_callback(self._record)

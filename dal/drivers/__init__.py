@@ -246,6 +246,7 @@ POSTGRESQL_ASYNCPG = Driver(
     read_mode=adapters.asyncpg_autocommit,
     check=adapters.requires("asyncpg"),
     is_async=True,
+    raw_cursor=adapters.AsyncpgCursor,
 )
 
 

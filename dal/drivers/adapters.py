@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ASYNCMY",
     "AiosqliteCursor",
+    "AsyncpgCursor",
     "aiosqlite_in_transaction",
     "asyncpg_autocommit",
     "asyncpg_in_transaction",
@@ -69,6 +70,46 @@ def translate_connect_errors(dialect: Dialect) -> None:
     dialect.connect = connect  # type: ignore[method-assign]
 
 
+#: A statement's rows and its DBAPI description.
+Fetched = tuple[list[Any], Any]
+
+
+class _FetchingCursor:
+    """A raw read's cursor that gets a statement's rows in one await (``_fetch``),
+    errors reported through the adapter, as its own cursor reports them. Its
+    attribute names are the adapter cursor's (``_adapt_connection``)."""
+
+    __slots__ = ("_adapt_connection", "_rows", "description")
+
+    def __init__(self, adapted: Any) -> None:
+        self._adapt_connection = adapted
+        self._rows: list[Any] = []
+        self.description: Any = None
+
+    @staticmethod
+    def _fetch(adapted: Any, sql: str, parameters: Any) -> Awaitable[Fetched]:
+        raise NotImplementedError
+
+    def execute(self, sql: str, parameters: Any) -> None:
+        from sqlalchemy.util import await_only
+
+        adapted = self._adapt_connection
+        try:
+            self._rows, self.description = await_only(self._fetch(adapted, sql, parameters))
+        except Exception as error:
+            adapted._handle_exception(error)
+
+    def fetchone(self) -> Any:
+        return self._rows.pop(0) if self._rows else None
+
+    def fetchall(self) -> list[Any]:
+        rows, self._rows = self._rows, []
+        return rows
+
+    def close(self) -> None:
+        self._rows = []
+
+
 # -- asyncpg -----------------------------------------------------------------------------
 
 
@@ -90,6 +131,32 @@ def asyncpg_autocommit(connection: PoolProxiedConnection) -> Iterator[None]:
         dbapi_connection.autocommit = False
 
 
+class AsyncpgCursor(_FetchingCursor):
+    """The raw primary-key read's cursor on asyncpg: one await per statement.
+
+    The adapter's cursor wraps each statement in more than asyncpg's own call
+    (a transaction check, a description list, a deque, a status regex); this keeps
+    its lock, prepared statement cache and error translation, and sends the prepared
+    statement's Bind/Execute, nothing else. Only in read mode
+    (autocommit), on a connection checked out for the read alone.
+    """
+
+    __slots__ = ()
+
+    @staticmethod
+    def _fetch(adapted: Any, sql: str, parameters: Any) -> Awaitable[Fetched]:
+        return _asyncpg_fetch(adapted, sql, parameters)
+
+
+async def _asyncpg_fetch(adapted: Any, sql: str, parameters: Any) -> Fetched:
+    # As the adapter's cursor prepares (its cache, schema timestamp 0) and describes.
+    # The adapter's lock too: a load's read may share its outer read's connection.
+    async with adapted._execute_mutex:
+        statement, attributes = await adapted._prepare(sql, 0)
+        description = [(a.name, a.type.oid, None, None, None, None, None) for a in attributes]
+        return await statement.fetch(*(parameters or ())), description or None
+
+
 # -- aiosqlite ---------------------------------------------------------------------------
 
 
@@ -100,7 +167,7 @@ def aiosqlite_in_transaction(dbapi_connection: Any) -> bool:
         return False
 
 
-class AiosqliteCursor:
+class AiosqliteCursor(_FetchingCursor):
     """The raw primary-key read's cursor on aiosqlite: one hop to its thread.
 
     The adapter's own cursor costs four (cursor, execute, fetchall, close), about
@@ -108,36 +175,15 @@ class AiosqliteCursor:
     reports errors through the adapter, as its cursor does.
     """
 
-    __slots__ = ("_adapted", "_rows", "description")
+    __slots__ = ()
 
-    def __init__(self, adapted: Any) -> None:
-        self._adapted = adapted
-        self._rows: list[Any] = []
-        self.description: Any = None
-
-    def execute(self, sql: str, parameters: Any) -> None:
-        from sqlalchemy.util import await_only
-
-        conn = self._adapted.driver_connection
-        try:
-            self._rows, self.description = await_only(
-                conn._execute(_fetch_all, conn, sql, parameters)
-            )
-        except Exception as error:
-            self._adapted._handle_exception(error)
-
-    def fetchone(self) -> Any:
-        return self._rows.pop(0) if self._rows else None
-
-    def fetchall(self) -> list[Any]:
-        rows, self._rows = self._rows, []
-        return rows
-
-    def close(self) -> None:
-        self._rows = []
+    @staticmethod
+    def _fetch(adapted: Any, sql: str, parameters: Any) -> Awaitable[Fetched]:
+        conn = adapted.driver_connection
+        return conn._execute(_fetch_all, conn, sql, parameters)  # type: ignore[no-any-return]
 
 
-def _fetch_all(conn: Any, sql: str, parameters: Any) -> tuple[list[Any], Any]:
+def _fetch_all(conn: Any, sql: str, parameters: Any) -> Fetched:
     """On aiosqlite's thread: the whole read on its sqlite3 connection."""
     cursor = conn._conn.execute(sql, parameters)
     try:
