@@ -159,16 +159,14 @@ def _stops(exc: BaseException) -> bool:
     """A cancellation of the load's Task, or what stops the loop: raised from the Task.
 
     A CancelledError the load raised while its Task was not being cancelled (it
-    awaited something cancelled) is the load's own; ``Task.cancelling`` tells them
-    apart from Python 3.11, before it every CancelledError counts as a cancellation.
+    awaited something cancelled) is the load's own; ``Task.cancelling`` tells them apart.
     """
     if isinstance(exc, (KeyboardInterrupt, SystemExit)):
         return True
     if not isinstance(exc, asyncio.CancelledError):
         return False
     task = asyncio.current_task()
-    cancelling = getattr(task, "cancelling", None)
-    return cancelling is None or bool(cancelling())
+    return task is None or task.cancelling() > 0
 
 
 async def _wait(store: Store, flight: Flight, future: asyncio.Future[None], key: Key) -> Any:

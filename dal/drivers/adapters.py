@@ -8,7 +8,6 @@ the seam can ask them anywhere: in an event, in ``do_commit``, outside a greenle
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -63,7 +62,7 @@ def translate_connect_errors(dialect: Dialect) -> None:
     def connect(*cargs: Any, **cparams: Any) -> Any:
         try:
             return real_connect(*cargs, **cparams)
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             reason = str(exc) or type(exc).__name__
             raise dialect.loaded_dbapi.OperationalError(f"cannot connect: {reason}") from exc
 
