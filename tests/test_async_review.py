@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -132,7 +131,6 @@ async def test_a_load_raising_a_base_exception_of_its_own_reaches_its_callers() 
     assert seen == []
 
 
-@pytest.mark.skipif(sys.version_info < (3, 11), reason="Task.cancelling() is 3.11+")
 async def test_a_load_raising_cancelled_error_uncancelled_is_not_retried_forever() -> None:
     store = Store(100)
     ns = store.namespace("ns", "rows.get", ["t"], None)
