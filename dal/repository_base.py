@@ -27,7 +27,7 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
 
 from .core import Core
-from .drivers.pkread import MAX_KEYS, PkRead
+from .drivers.pkread import MAX_KEYS, PkRead, PkRun
 from .errors import ConfigError, DalError, InvalidArgument, NotFoundError
 from .filters import Filters, Query
 from .records import Record, RecordType, record_type
@@ -247,16 +247,10 @@ class RepositoryBase(Generic[T]):
         make = self._make
         return lambda conn: tuple(make(row) for row in conn.execute(statement).all())
 
-    def _pk_read(self, pk: Any) -> Callable[[Any], Record[T] | None]:
+    def _pk_read(self, pk: Any) -> PkRun[Record[T] | None]:
         """The row ``pk`` (or None), read on a DBAPI cursor (``PkRead``)."""
         values = (pk,) if self._parts.pk.width == 1 else pk
-        reader, make = self._parts.pk_read, self._make
-
-        def run(cursor: Any) -> Record[T] | None:
-            row = reader.run(cursor, values)
-            return None if row is None else make(row)
-
-        return run
+        return PkRun(self._parts.pk_read, values, self._make)
 
     def _many_reads(self, keys: list[tuple[Namespace, Any]]) -> list[tuple[Any, Read]]:
         """get_many's misses as reads: ``(key, read)`` of a row read alone, ``(None,

@@ -112,11 +112,13 @@ class StatementLog:
             await_only(dbapi_connection.driver_connection.set_trace_callback(self._record))
         elif _is_adapted(dbapi_connection):
             _record_adapted(_cursor_class(dbapi_connection))
-            if _is_from("asyncpg", dbapi_connection.driver_connection):
-                # dal's raw reads on asyncpg use their own cursor (adapters.AsyncpgCursor).
-                from dal.drivers.adapters import AsyncpgCursor
+            # dal's raw reads on asyncpg and asyncmy use cursors of their own.
+            from dal.drivers.adapters import AsyncmyCursor, AsyncpgCursor
 
+            if _is_from("asyncpg", dbapi_connection.driver_connection):
                 _record_adapted(AsyncpgCursor)
+            elif _is_from("asyncmy", dbapi_connection.driver_connection):
+                _record_adapted(AsyncmyCursor)
             _adapted[id(dbapi_connection)] = (dbapi_connection, self)
         elif isinstance(dbapi_connection, sqlite3.Connection):
             dbapi_connection.set_trace_callback(self._record)

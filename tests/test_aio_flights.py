@@ -58,21 +58,37 @@ def _waiters(store: Store) -> int:
         return len(store._waiting)
 
 
-async def _callers(store: Store, ns: Namespace, load: Any, n: int) -> list[asyncio.Task[Any]]:
+#: Loads run as a Task (a user's function) or ``Detached`` (dal's own reads): the
+#: promises are the same.
+RUNNERS = pytest.mark.parametrize("own", [False, True], ids=["task", "detached"])
+
+
+def _quick(load: Any, own: bool) -> Any:
+    """``get_or_load``'s ``quick``: the load as a coroutine to run Detached, or None."""
+    return (lambda: load()) if own else None
+
+
+async def _callers(
+    store: Store, ns: Namespace, load: Any, n: int, own: bool = False
+) -> list[asyncio.Task[Any]]:
     """``n`` more coroutines missing key 1, returned once all of them wait."""
     before = _waiters(store)
-    tasks = [asyncio.create_task(loads.get_or_load(store, ns, (ns, 1), load)) for _ in range(n)]
+    calls = [loads.get_or_load(store, ns, (ns, 1), load, None, _quick(load, own)) for _ in range(n)]
+    tasks = [asyncio.create_task(call) for call in calls]
     await turns_until(lambda: _waiters(store) == before + n)
     return tasks
 
 
-def test_concurrent_coroutines_share_one_load() -> None:
+@RUNNERS
+def test_concurrent_coroutines_share_one_load(own: bool) -> None:
     store = Store(100)
     ns = _space(store)
     load = _Load()
 
     async def main() -> list[Any]:
-        calls = [loads.get_or_load(store, ns, (ns, 1), load) for _ in range(50)]
+        calls = [
+            loads.get_or_load(store, ns, (ns, 1), load, None, _quick(load, own)) for _ in range(50)
+        ]
         tasks = [asyncio.create_task(c) for c in calls]
         await turns_until(lambda: _waiters(store) == 50)  # 49 waiters and the leader
         load.release.set()
@@ -84,14 +100,15 @@ def test_concurrent_coroutines_share_one_load() -> None:
     assert _waiters(store) == 0
 
 
-def test_a_failed_load_reaches_every_waiter_and_is_not_cached() -> None:
+@RUNNERS
+def test_a_failed_load_reaches_every_waiter_and_is_not_cached(own: bool) -> None:
     store = Store(100)
     ns = _space(store)
     failure = LookupError("no such row")
     load = _Load(failure)
 
     async def main() -> list[Any]:
-        tasks = await _callers(store, ns, load, 5)
+        tasks = await _callers(store, ns, load, 5, own)
         load.release.set()
         return await asyncio.gather(*tasks, return_exceptions=True)
 
@@ -99,16 +116,19 @@ def test_a_failed_load_reaches_every_waiter_and_is_not_cached() -> None:
     assert store.stats()["currsize"] == 0 and store.stats()["in_flight"] == 0
 
 
+@RUNNERS
 @pytest.mark.parametrize("cancelled", ["leader", "waiter"])
-def test_a_cancelled_caller_cancels_only_itself(cancelled: str) -> None:
+def test_a_cancelled_caller_cancels_only_itself(cancelled: str, own: bool) -> None:
     store = Store(100)
     ns = _space(store)
     load = _Load()
 
     async def main() -> tuple[list[Any], bool]:
-        leader = asyncio.create_task(loads.get_or_load(store, ns, (ns, 1), load))
+        leader = asyncio.create_task(
+            loads.get_or_load(store, ns, (ns, 1), load, None, _quick(load, own))
+        )
         await load.started.wait()
-        others = await _callers(store, ns, load, 3)
+        others = await _callers(store, ns, load, 3, own)
         victim = leader if cancelled == "leader" else others[0]
         victim.cancel()
         await turns_until(lambda: _waiters(store) == 3)
@@ -124,13 +144,14 @@ def test_a_cancelled_caller_cancels_only_itself(cancelled: str) -> None:
     assert store.stats()["currsize"] == 1  # the lease held: the value is stored
 
 
-def test_every_caller_cancelled_the_load_still_stores_its_value() -> None:
+@RUNNERS
+def test_every_caller_cancelled_the_load_still_stores_its_value(own: bool) -> None:
     store = Store(100)
     ns = _space(store)
     load = _Load()
 
     async def main() -> None:
-        callers = await _callers(store, ns, load, 3)
+        callers = await _callers(store, ns, load, 3, own)
         for caller in callers:
             caller.cancel()
         await asyncio.gather(*callers, return_exceptions=True)
@@ -141,7 +162,8 @@ def test_every_caller_cancelled_the_load_still_stores_its_value() -> None:
     assert store.stats()["currsize"] == 1 and load.calls == 1
 
 
-def test_a_lease_revoked_during_the_load_stores_nothing() -> None:
+@RUNNERS
+def test_a_lease_revoked_during_the_load_stores_nothing(own: bool) -> None:
     """A commit (here: its invalidation) lands while the load runs: no stale fill,
     and a caller arriving after the commit does not join the old load."""
     store = Store(100)
@@ -149,10 +171,14 @@ def test_a_lease_revoked_during_the_load_stores_nothing() -> None:
     old, new = _Load("old"), _Load("new")
 
     async def main() -> tuple[Any, Any]:
-        before = asyncio.create_task(loads.get_or_load(store, ns, (ns, 1), old))
+        before = asyncio.create_task(
+            loads.get_or_load(store, ns, (ns, 1), old, None, _quick(old, own))
+        )
         await old.started.wait()
         store.invalidate({"t": None})  # the write to the table commits now
-        after = asyncio.create_task(loads.get_or_load(store, ns, (ns, 1), new))
+        after = asyncio.create_task(
+            loads.get_or_load(store, ns, (ns, 1), new, None, _quick(new, own))
+        )
         await new.started.wait()
         old.release.set()
         new.release.set()

@@ -1,7 +1,7 @@
 """AsyncDatabase: an ``AsyncEngine`` and ``AsyncSession``s over the core ``Database`` uses.
 
 Every read and write runs the core's sync path in one greenlet on
-``AsyncEngine.sync_engine`` (``greenlet_spawn``): the driver's awaits happen on the
+``AsyncEngine.sync_engine`` (``dal.aio.greenlets``): the driver's awaits happen on the
 event loop, nothing blocks it, and the tracking seam, the retry and the error
 boundary are the sync ones. An AsyncDatabase belongs to the first event loop that
 uses it (its pooled connections do); another loop gets a ConfigError.
@@ -11,20 +11,24 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from threading import get_ident
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
-from sqlalchemy.util import await_only, greenlet_spawn
+from sqlalchemy.pool import PoolProxiedConnection
+from sqlalchemy.util import await_only
 
 from ..core import Core
-from ..drivers import Driver
+from ..drivers import Driver, reads
 from ..drivers import engine as engines
-from ..drivers.pkread import PkRead
+from ..drivers.pkread import PkRead, PkRun
 from ..errors import ConfigError
+from . import direct
+from .greenlets import run_sync
 from .tasks import finish
 
 if TYPE_CHECKING:  # at run time imported where used: it needs greenlet (the async extra)
@@ -54,6 +58,8 @@ class AsyncDatabase(Core):
         #: The thread that loop runs in, and its ``is_running``: see ``_check_loop``.
         self._loop_thread: int | None = None
         self._loop_running: Callable[[], bool] = lambda: False
+        #: The driver's own primary-key fetch, awaited without a greenlet (``_read_raw``).
+        self._fetch: direct.Fetch | None = getattr(driver.raw_cursor, "fetch", None)
         return self._engine.sync_engine
 
     # -- public -------------------------------------------------------------------
@@ -123,6 +129,14 @@ class AsyncDatabase(Core):
         if get_ident() != self._loop_thread or not self._loop_running():
             self._bind_loop()
 
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        """The running event loop: this database's, once ``_check_loop`` passed, known
+        without asking asyncio (on Python 3.11 each ask is a ``getpid`` system call)."""
+        loop = self._loop
+        if loop is not None and get_ident() == self._loop_thread and self._loop_running():
+            return loop
+        return asyncio.get_running_loop()
+
     def _bind_loop(self) -> None:
         loop = asyncio._get_running_loop()
         if loop is None:  # called outside any loop: nothing of the pool is touched
@@ -144,19 +158,83 @@ class AsyncDatabase(Core):
         connection in read mode, outside any transaction, retried once if the
         connection was dead, errors translated."""
         self._check_loop()
-        return await greenlet_spawn(self._read_sync, query)
+        return await run_sync(self._read_sync, query)
 
     async def _read_raw(self, reader: PkRead, run: Callable[[Any], T]) -> T:
         """``Database._read_raw``: ``run(cursor)`` on a pooled DBAPI connection (Core's
         events when somebody listens)."""
         self._check_loop()
-        return await greenlet_spawn(self._read_raw_sync, reader, run)
+        return await run_sync(self._read_raw_sync, reader, run)
+
+    def _direct(self, run: PkRun[T]) -> Coroutine[Any, Any, T | None] | None:
+        """``run``'s read awaited without a greenlet (``dal.aio.direct``), or None when
+        it cannot be had at once: somebody listens, the read is inside another, or
+        the pool would have to await. The coroutine checks out its connection in its
+        first step, which must run in the same turn."""
+        fetch = self._fetch
+        if fetch is None or self._closed or self._watch.watched() or self._outer_read():
+            return None
+        if not direct.ready(self._sync_engine.pool):
+            return None
+        return self._read_direct(fetch, run)
+
+    async def _read_direct(self, fetch: direct.Fetch, run: PkRun[T]) -> T | None:
+        """``run``'s read. Only the driver's fetch is awaited here, as this may run
+        without a Task (``loads``); anything else (a failure's handling, which tells
+        the pool and may retry, connect or wait under ``asyncio.timeout``) runs in one."""
+        loop = asyncio.get_running_loop()
+        pooled = direct.checkout_now(self._sync_engine.pool)
+        if pooled is None:  # the pool changed since ``_direct`` looked
+            return await loop.create_task(self._read_raw(run.reader, run))
+        try:
+            parameters = run.parameters()
+            with self._read_mode(pooled):
+                rows, description = await fetch(pooled.dbapi_connection, run.reader.sql, parameters)
+            found = run.answer(rows, description)
+        except Exception as error:
+            failed, pooled = pooled, None  # handed over, with the connection
+            return await loop.create_task(self._recover(failed, run, error))
+        finally:
+            if pooled is not None:
+                if direct.returns_now(pooled._pool):
+                    pooled.close()
+                else:  # a listener on the return (close() adds one) may await
+                    await loop.create_task(run_sync(pooled.close))
+        return found
+
+    async def _recover(
+        self, pooled: PoolProxiedConnection, run: PkRun[Any], error: Exception
+    ) -> Any:
+        """A direct read's failure, as ``_retrying`` meets it: translated, the pool told
+        of a disconnect, and a read on a fresh connection once if it was one."""
+        with self._boundary(os_errors=True):
+            try:
+                await run_sync(self._direct_failed, pooled, run.reader.sql, error)
+            except DBAPIError as exc:
+                if not exc.connection_invalidated:
+                    raise
+            self._pool_counters.retries += 1
+            return await run_sync(self._read_raw_once, run.reader, run)
+
+    def _direct_failed(self, pooled: PoolProxiedConnection, sql: str, error: Exception) -> None:
+        """In a greenlet: ``error`` raised as ``reads.fetch`` raises it, the connection
+        returned (or, dead, discarded: closing it may await)."""
+        engine, adapted = self._sync_engine, cast(Any, pooled.dbapi_connection)
+        try:
+            if not isinstance(error, ValueError):
+                try:
+                    adapted._handle_exception(error)  # the adapter's own translation
+                except engine.dialect.loaded_dbapi.Error as translated:
+                    error = translated
+            raise reads.failed(engine, pooled, adapted, None, sql, error) from error
+        finally:
+            pooled.close()
 
     async def _write(self, statement: Callable[[Connection], T]) -> T:
         """``Database._write``: ``statement(connection)`` in its own transaction, or in
         the task's open ``session()``; invalidation follows the real commit."""
         self._check_loop()
-        return await greenlet_spawn(self._write_sync, statement)
+        return await run_sync(self._write_sync, statement)
 
     async def _read_in_session(self, query: Callable[[AsyncSession], Awaitable[T]]) -> T:
         """``_read`` for code that wants an ``AsyncSession`` (an async cached query)."""
@@ -165,7 +243,7 @@ class AsyncDatabase(Core):
         def run(conn: Connection) -> T:
             return await_only(self._on_session(conn, query))
 
-        return await greenlet_spawn(self._read_sync, run)
+        return await run_sync(self._read_sync, run)
 
     async def _on_session(
         self, conn: Connection, query: Callable[[AsyncSession], Awaitable[T]]

@@ -44,7 +44,8 @@ class AsyncCachedQuery(CachedQueryBase[P, R]):
             if session is not None:  # see the session's own writes; cache nothing
                 return await self._in_session(session, args, kwargs)
         load = partial(self._load, args, kwargs)
-        return thaw(await loads.get_or_load(self._store, self._ns, key, load))  # type: ignore[no-any-return]
+        value = await loads.get_or_load(self._store, self._ns, key, load, self._db._running_loop())
+        return thaw(value)  # type: ignore[no-any-return]
 
     async def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Load the result for these arguments now, store it, and return it."""
@@ -53,7 +54,8 @@ class AsyncCachedQuery(CachedQueryBase[P, R]):
         # Dropping revokes a load in flight: the value stored is one read from here on.
         self._store.drop(self._ns, key)
         load = partial(self._load, args, kwargs)
-        return thaw(await loads.get_or_load(self._store, self._ns, key, load))  # type: ignore[no-any-return]
+        value = await loads.get_or_load(self._store, self._ns, key, load, self._db._running_loop())
+        return thaw(value)  # type: ignore[no-any-return]
 
     async def set(self, value: R, *args: P.args, **kwargs: P.kwargs) -> None:
         """Store ``value`` as the result for these arguments (until a write drops it)."""

@@ -68,9 +68,14 @@ class AsyncRepository(RepositoryBase[T]):
             session = self._db._writing_session()
             if session is not None:
                 return await self._in_session(session, self._session_get(pk))  # type: ignore[no-any-return]
-        rows = self._rows
-        load = partial(self._load_one, pk)
-        return await loads.get_or_load(self._store, rows, (rows, pk), load)  # type: ignore[no-any-return]
+        rows, db = self._rows, self._db
+        run = self._pk_read(pk)
+        load = partial(db._read_raw, self._parts.pk_read, run)
+        quick = partial(db._direct, run)
+        found = await loads.get_or_load(
+            self._store, rows, (rows, pk), load, db._running_loop(), quick
+        )
+        return found  # type: ignore[no-any-return]
 
     async def get_many(self, pks: Iterable[Any]) -> dict[Hashable, Record[T]]:
         """``{pk: record}`` for the pks that have a row; one query for all the misses."""
@@ -81,7 +86,8 @@ class AsyncRepository(RepositoryBase[T]):
         if session is not None:
             return await self._in_session(session, self._session_get_many(normalized))  # type: ignore[no-any-return]
         keys = [(self._rows, pk) for pk in normalized]
-        values = await loads.get_many_or_load(self._store, self._rows, keys, self._load_many)
+        loop = self._db._running_loop()
+        values = await loads.get_many_or_load(self._store, self._rows, keys, self._load_many, loop)
         return {key[1]: rec for key, rec in values.items() if rec is not None}
 
     async def get_or_raise(self, pk: Any) -> Record[T]:
@@ -151,9 +157,6 @@ class AsyncRepository(RepositoryBase[T]):
         if pk.learning and read is not None:
             pk.learned(await self._db._read(read))
 
-    async def _load_one(self, pk: Any) -> Record[T] | None:
-        return await self._db._read_raw(self._parts.pk_read, self._pk_read(pk))
-
     async def _load_many(
         self, keys: list[tuple[Namespace, Any]]
     ) -> Mapping[tuple[Namespace, Any], Record[T]]:
@@ -172,7 +175,7 @@ class AsyncRepository(RepositoryBase[T]):
             return await self._in_session(session, self._session_query(query))
         key = self._found_key(query)
         load = partial(self._db._read, self._found_read(query))
-        return await loads.get_or_load(self._store, key[0], key, load)
+        return await loads.get_or_load(self._store, key[0], key, load, self._db._running_loop())
 
     async def _in_session(self, session: AsyncSession, read: Callable[[Session], Any]) -> Any:
         # On the session's own connection, in its greenlet: lazy loads work there.

@@ -196,6 +196,7 @@ def _mysql(
     check: Callable[[], None],
     on_connect: Callable[[Any, Any], None] | None = None,
     is_async: bool = False,
+    raw_cursor: Callable[[Any], Any] | None = None,
 ) -> Driver:
     """A MySQL entry: its reads and transactions steered by ``client``'s status probe."""
     return Driver(
@@ -209,6 +210,7 @@ def _mysql(
         rollback_when_idle=False,
         setup=client.setup,
         is_async=is_async,
+        raw_cursor=raw_cursor,
     )
 
 
@@ -252,7 +254,13 @@ POSTGRESQL_ASYNCPG = Driver(
 
 # SQLAlchemy's asyncmy adapter, steered as PyMySQL is (asyncmy measured faster than
 # aiomysql, which would be one more entry like this one).
-MYSQL_ASYNCMY = _mysql("asyncmy", adapters.ASYNCMY, adapters.requires("asyncmy"), is_async=True)
+MYSQL_ASYNCMY = _mysql(
+    "asyncmy",
+    adapters.ASYNCMY,
+    adapters.requires("asyncmy"),
+    is_async=True,
+    raw_cursor=adapters.AsyncmyCursor,
+)
 
 
 # -- the table -----------------------------------------------------------------------

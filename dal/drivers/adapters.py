@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ASYNCMY",
     "AiosqliteCursor",
+    "AsyncmyCursor",
     "AsyncpgCursor",
     "aiosqlite_in_transaction",
     "asyncpg_autocommit",
@@ -74,9 +75,10 @@ Fetched = tuple[list[Any], Any]
 
 
 class _FetchingCursor:
-    """A raw read's cursor that gets a statement's rows in one await (``_fetch``),
-    errors reported through the adapter, as its own cursor reports them. Its
-    attribute names are the adapter cursor's (``_adapt_connection``)."""
+    """A raw read's cursor that gets a statement's rows in one await (``fetch``, which
+    ``dal.aio.direct`` also awaits by itself), errors reported through the adapter,
+    as its own cursor reports them. Its attribute names are the adapter cursor's
+    (``_adapt_connection``)."""
 
     __slots__ = ("_adapt_connection", "_rows", "description")
 
@@ -86,7 +88,8 @@ class _FetchingCursor:
         self.description: Any = None
 
     @staticmethod
-    def _fetch(adapted: Any, sql: str, parameters: Any) -> Awaitable[Fetched]:
+    def fetch(adapted: Any, sql: str, parameters: Any) -> Awaitable[Fetched]:
+        """The rows of ``sql`` and their description, read on the adapted connection."""
         raise NotImplementedError
 
     def execute(self, sql: str, parameters: Any) -> None:
@@ -94,7 +97,7 @@ class _FetchingCursor:
 
         adapted = self._adapt_connection
         try:
-            self._rows, self.description = await_only(self._fetch(adapted, sql, parameters))
+            self._rows, self.description = await_only(self.fetch(adapted, sql, parameters))
         except Exception as error:
             adapted._handle_exception(error)
 
@@ -143,7 +146,7 @@ class AsyncpgCursor(_FetchingCursor):
     __slots__ = ()
 
     @staticmethod
-    def _fetch(adapted: Any, sql: str, parameters: Any) -> Awaitable[Fetched]:
+    def fetch(adapted: Any, sql: str, parameters: Any) -> Awaitable[Fetched]:
         return _asyncpg_fetch(adapted, sql, parameters)
 
 
@@ -177,7 +180,7 @@ class AiosqliteCursor(_FetchingCursor):
     __slots__ = ()
 
     @staticmethod
-    def _fetch(adapted: Any, sql: str, parameters: Any) -> Awaitable[Fetched]:
+    def fetch(adapted: Any, sql: str, parameters: Any) -> Awaitable[Fetched]:
         conn = adapted.driver_connection
         return conn._execute(_fetch_all, conn, sql, parameters)  # type: ignore[no-any-return]
 
@@ -206,6 +209,28 @@ def _asyncmy_begin(dbapi_connection: Any) -> None:
     from sqlalchemy.util import await_only
 
     await_only(dbapi_connection.driver_connection.begin())
+
+
+class AsyncmyCursor(_FetchingCursor):
+    """The raw primary-key read's cursor on asyncmy: one await per statement, under
+    the adapter's lock, as its own cursor runs one (execute, then every row)."""
+
+    __slots__ = ()
+
+    @staticmethod
+    def fetch(adapted: Any, sql: str, parameters: Any) -> Awaitable[Fetched]:
+        return _asyncmy_fetch(adapted, sql, parameters)
+
+
+async def _asyncmy_fetch(adapted: Any, sql: str, parameters: Any) -> Fetched:
+    async with adapted._execute_mutex:
+        cursor = adapted.driver_connection.cursor()
+        try:
+            await cursor.execute(sql, parameters)
+            description = cursor.description
+            return (list(await cursor.fetchall()) if description else []), description
+        finally:
+            await cursor.close()
 
 
 #: MySQL's reads and transactions (``dal.drivers.mysql``) on asyncmy's adapter.

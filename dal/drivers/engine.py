@@ -65,11 +65,10 @@ def create_async(
     """``create`` for an asyncio driver: the listeners go on its ``sync_engine``."""
     driver.check()
     from sqlalchemy.ext.asyncio import create_async_engine
-    from sqlalchemy.pool import AsyncAdaptedQueuePool
 
-    engine = create_async_engine(
-        settings.url, poolclass=AsyncAdaptedQueuePool, **_options(settings, driver)
-    )
+    from ..aio.direct import Pool  # here: dal.aio imports this module
+
+    engine = create_async_engine(settings.url, poolclass=Pool, **_options(settings, driver))
     adapters.translate_connect_errors(engine.sync_engine.dialect)
     _instrument(engine.sync_engine, driver, tracker, counters)
     return engine

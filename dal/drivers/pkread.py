@@ -11,14 +11,16 @@ needed around it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import ARRAY, Column, and_, any_, bindparam, cast, select
 from sqlalchemy.engine import Dialect
 
-__all__ = ["PkRead"]
+__all__ = ["PkRead", "PkRun"]
 
 Processor = Callable[[Any], Any] | None
+
+R = TypeVar("R")
 
 
 #: The most keys one ``IN`` list carries; more are read in several queries.
@@ -61,13 +63,22 @@ class PkRead:
 
     def run(self, cursor: Any, pk: tuple[Any, ...]) -> tuple[Any, ...] | None:
         """The row with primary key ``pk`` (values in column order), or None."""
-        values = [v if p is None else p(v) for v, p in zip(pk, self._binds, strict=True)]
-        if self._order is None:
-            cursor.execute(self.sql, dict(zip(self._names, values, strict=True)))
-        else:
-            cursor.execute(self.sql, tuple(values[i] for i in self._order))
+        cursor.execute(self.sql, self.parameters(pk))
         row = cursor.fetchone()
         return None if row is None else self._convert(cursor, [row])[0]
+
+    def parameters(self, pk: tuple[Any, ...]) -> Any:
+        """The statement's parameters for ``pk``, as the driver takes them."""
+        values = [v if p is None else p(v) for v, p in zip(pk, self._binds, strict=True)]
+        if self._order is None:
+            return dict(zip(self._names, values, strict=True))
+        return tuple(values[i] for i in self._order)
+
+    def row(self, rows: Sequence[Any], description: Any) -> tuple[Any, ...] | None:
+        """``run``'s answer from the rows a driver fetched (and their description)."""
+        if not rows:
+            return None
+        return self._convert(_Described(description), rows[:1])[0]
 
     def run_many(self, cursor: Any, pks: Sequence[Any]) -> list[tuple[Any, ...]]:
         """The rows whose single-column primary key is in ``pks`` (at most MAX_KEYS)."""
@@ -123,3 +134,39 @@ class PkRead:
             tuple(v if p is None else p(v) for v, p in zip(row, processors, strict=True))
             for row in rows
         ]
+
+
+class _Described:
+    """What ``_convert`` reads of a cursor: its description."""
+
+    __slots__ = ("description",)
+
+    def __init__(self, description: Any) -> None:
+        self.description = description
+
+
+class PkRun(Generic[R]):
+    """One read of ``reader`` by the key ``values``, its row made into ``make(row)``.
+
+    Called on a DBAPI cursor, it runs the statement there; a driver that fetches
+    by itself (``dal.aio.direct``) sends ``reader.sql`` with ``parameters()`` and
+    hands the rows to ``answer``.
+    """
+
+    __slots__ = ("make", "reader", "values")
+
+    def __init__(
+        self, reader: PkRead, values: tuple[Any, ...], make: Callable[[tuple[Any, ...]], R]
+    ) -> None:
+        self.reader, self.values, self.make = reader, values, make
+
+    def __call__(self, cursor: Any) -> R | None:
+        row = self.reader.run(cursor, self.values)
+        return None if row is None else self.make(row)
+
+    def parameters(self) -> Any:
+        return self.reader.parameters(self.values)
+
+    def answer(self, rows: Sequence[Any], description: Any) -> R | None:
+        row = self.reader.row(rows, description)
+        return None if row is None else self.make(row)

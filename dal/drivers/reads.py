@@ -15,13 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import suppress
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.pool import PoolProxiedConnection
 
-__all__ = ["Watch", "evented", "fetch", "raw_connection"]
+__all__ = ["Watch", "evented", "failed", "fetch", "raw_connection"]
 
 T = TypeVar("T")
 
@@ -107,25 +107,38 @@ def fetch(
     ``pooled`` is None when the connection belongs to an outer read, which deals
     with its own connection's fate.
     """
-    dialect = engine.dialect
     cursor = dbapi.cursor() if cursor_of is None else cursor_of(dbapi)
     try:
         return run(cursor)
-    except dialect.loaded_dbapi.Error as exc:
-        gone = dialect.is_disconnect(exc, dbapi, cursor)
-        if gone and pooled is not None:
-            # As Core does: every connection the pool made before this moment is
-            # presumed dead too (a server restart) and is replaced at its checkout,
-            # so the retry and the reads after it do not meet another one.
-            engine.pool._invalidate(pooled, exc)
-        raise DBAPIError.instance(
-            sql, None, exc, dialect.loaded_dbapi.Error, connection_invalidated=gone
-        ) from exc
-    except ValueError as exc:  # a value the driver refused to send: see refused_value
-        raise DBAPIError.instance(sql, None, exc, dialect.loaded_dbapi.Error) from exc
+    except (engine.dialect.loaded_dbapi.Error, ValueError) as exc:
+        raise failed(engine, pooled, dbapi, cursor, sql, exc) from exc
     finally:
         with suppress(Exception):  # a dropped connection's cursor may not close
             cursor.close()
+
+
+def failed(
+    engine: Engine,
+    pooled: PoolProxiedConnection | None,
+    dbapi: Any,
+    cursor: Any,
+    sql: str,
+    exc: Exception,
+) -> StatementError:
+    """A raw read's driver error (or a value the driver refused, a ValueError: see
+    ``refused_value``) as Core would raise it, the pool told of a disconnect."""
+    dialect = engine.dialect
+    if isinstance(exc, ValueError):
+        return DBAPIError.instance(sql, None, exc, dialect.loaded_dbapi.Error)
+    gone = dialect.is_disconnect(cast(Any, exc), dbapi, cursor)
+    if gone and pooled is not None:
+        # As Core does: every connection the pool made before this moment is
+        # presumed dead too (a server restart) and is replaced at its checkout,
+        # so the retry and the reads after it do not meet another one.
+        engine.pool._invalidate(pooled, exc)
+    return DBAPIError.instance(
+        sql, None, exc, dialect.loaded_dbapi.Error, connection_invalidated=gone
+    )
 
 
 def evented(conn: Connection, run: Callable[[Any], T]) -> T:

@@ -118,11 +118,27 @@ def finish(lock: threading.Lock, flights: Iterable[Flight]) -> None:
 
 
 def _wake(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> None:
-    if asyncio._get_running_loop() is loop:
+    if _running_here(loop):
         _complete(future)
         return
     with contextlib.suppress(RuntimeError):  # a closed loop: nobody is left to wake
         loop.call_soon_threadsafe(_complete, future)
+
+
+def _running_here(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether ``loop`` runs in this thread, so that this is its thread's turn.
+
+    asyncio's loops hold the ident of the thread running them in ``_thread_id``
+    (None while stopped), cheaper than asking asyncio, which on Python 3.11 costs a
+    ``getpid`` system call; other loops are asked that way.
+    """
+    thread = getattr(loop, "_thread_id", _UNKNOWN)
+    if thread is _UNKNOWN:
+        return asyncio._get_running_loop() is loop
+    return bool(thread == threading.get_ident())
+
+
+_UNKNOWN = object()
 
 
 def _complete(future: asyncio.Future[None]) -> None:

@@ -334,12 +334,13 @@ def _to_its_end(
     row before the COMMIT lands, for good. So the COMMIT runs in a task of its own
     and a cancellation is raised once the database has answered, invalidation first.
     """
-    from sqlalchemy.util import await_only, greenlet_spawn
+    from sqlalchemy.util import await_only
 
-    from ..aio.tasks import finish  # here: dal.aio imports this module
+    from ..aio.greenlets import run_sync  # here: dal.aio imports this module
+    from ..aio.tasks import finish
 
     def do_commit(connection: PoolProxiedConnection) -> None:
-        await_only(finish(greenlet_spawn(commit, connection)))
+        await_only(finish(run_sync(commit, connection), own=True))
 
     return do_commit
 

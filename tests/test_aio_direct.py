@@ -1,0 +1,228 @@
+"""The async miss's own machinery: reused greenlets (``dal.aio.greenlets``), loads
+driven without a Task (``dal.aio.tasks.Detached``) and the primary-key read awaited
+without a greenlet (``dal.aio.direct``). Each keeps the promises of the path it
+replaces; these tests check what is particular to it, on real databases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+from sqlalchemy.util import await_only
+
+import dal
+from dal.aio import database as aio_database
+from dal.aio import greenlets, loads
+from dal.aio.tasks import Detached, finish
+from tests.test_aio_repository import AUsers
+
+VAR: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+
+
+# -- reused greenlets ----------------------------------------------------------------------
+
+
+async def test_run_sync_reuses_one_greenlet_and_await_only_works_inside() -> None:
+    def twice(value: int) -> int:
+        return await_only(asyncio.sleep(0, value)) * 2
+
+    assert await greenlets.run_sync(twice, 4) == 8
+    idle = list(greenlets._idle.workers)
+    assert await greenlets.run_sync(twice, 5) == 10
+    assert greenlets._idle.workers == idle  # the last one went out and came back
+
+
+async def test_concurrent_calls_run_on_greenlets_of_their_own() -> None:
+    release = asyncio.Event()
+
+    def wait(value: int) -> int:
+        await_only(release.wait())
+        return value
+
+    calls = [asyncio.create_task(greenlets.run_sync(wait, i)) for i in range(3)]
+    await asyncio.sleep(0)
+    release.set()
+    assert await asyncio.gather(*calls) == [0, 1, 2]
+    assert len(greenlets._idle.workers) >= 3
+
+
+async def test_an_error_inside_reaches_the_caller_and_the_greenlet_serves_again() -> None:
+    def fail() -> None:
+        await_only(asyncio.sleep(0))
+        raise LookupError("inside")
+
+    with pytest.raises(LookupError, match="inside"):
+        await greenlets.run_sync(fail)
+    assert await greenlets.run_sync(lambda: 3) == 3
+
+
+async def test_context_variables_set_inside_are_the_callers_as_under_greenlet_spawn() -> None:
+    def set_it() -> str:
+        before = VAR.get()
+        VAR.set("inside")
+        return before
+
+    VAR.set("caller")
+    assert await greenlets.run_sync(set_it) == "caller"
+    assert VAR.get() == "inside"
+
+
+async def test_a_cancellation_at_an_await_inside_is_raised_there_and_the_caller_ends() -> None:
+    reached, cleaned = asyncio.Event(), []
+
+    def parked() -> None:
+        reached.set()
+        try:
+            await_only(asyncio.Event().wait())
+        finally:
+            cleaned.append(await_only(asyncio.sleep(0, "cleaned")))
+
+    call = asyncio.create_task(greenlets.run_sync(parked))
+    await reached.wait()
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert cleaned == ["cleaned"]  # the cleanup inside could still await
+    assert await greenlets.run_sync(lambda: "again") == "again"
+
+
+# -- Detached ----------------------------------------------------------------------------------
+
+
+async def test_detached_runs_its_first_step_at_once_and_the_rest_from_its_futures() -> None:
+    steps: list[str] = []
+    gate = asyncio.get_running_loop().create_future()
+
+    async def work() -> str:
+        steps.append("first")
+        await gate
+        await asyncio.sleep(0)  # a bare yield too
+        steps.append("last")
+        return "done"
+
+    ended: list[Detached[str]] = []
+    run = Detached(work(), asyncio.get_running_loop(), ended.append).start()
+    assert steps == ["first"] and not run.done  # before any turn of the loop
+    gate.set_result(None)
+    while not run.done:
+        await asyncio.sleep(0)
+    assert steps == ["first", "last"] and run.result() == "done" and ended == [run]
+
+
+async def test_finish_raises_a_cancellation_only_once_the_cleanup_is_over() -> None:
+    gate = asyncio.Event()
+    over: list[str] = []
+
+    async def cleanup() -> str:
+        await gate.wait()
+        over.append("over")
+        return "value"
+
+    async def caller() -> str:
+        return await finish(cleanup())
+
+    task = asyncio.create_task(caller())
+    await asyncio.sleep(0)
+    task.cancel()
+    await asyncio.sleep(0)
+    assert not task.done() and over == []  # still waiting for its cleanup
+    gate.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert over == ["over"]
+    assert await finish(cleanup()) == "value"
+
+
+# -- the primary-key miss without a greenlet ----------------------------------------------
+
+
+class _Counted:
+    """Counts the calls of ``dal.aio.database.run_sync``: the greenlet path."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls = 0
+        real = aio_database.run_sync
+
+        async def counted(*args: Any) -> Any:
+            self.calls += 1
+            return await real(*args)
+
+        monkeypatch.setattr(aio_database, "run_sync", counted)
+
+
+async def test_a_miss_with_an_idle_connection_is_one_statement_and_no_greenlet(
+    adb: dal.AsyncDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    users = AUsers(adb)
+    pk = (await users.add(email="a@example.com", name="A")).id
+    users.cache_clear()
+    fetch, sent = adb._fetch, []
+    assert fetch is not None
+
+    def counted(adapted: Any, sql: str, parameters: Any) -> Any:
+        sent.append(sql)
+        return fetch(adapted, sql, parameters)
+
+    monkeypatch.setattr(adb, "_fetch", counted)
+    greenlet_path = _Counted(monkeypatch)
+
+    found = await users.get(pk)
+    missing = await users.get(pk + 1000)
+
+    assert found is not None and found.name == "A" and missing is None
+    if adb.settings.backend == "mysql":
+        # dal's checkout listener may send SET AUTOCOMMIT (an await): the greenlet path.
+        assert sent == [] and greenlet_path.calls == 2
+    else:
+        assert len(sent) == 2 and greenlet_path.calls == 0
+    assert users.cache_info().misses == 2 and adb.stats()["pool"]["checked_out"] == 0
+
+
+async def test_a_listener_on_checkout_sends_the_miss_through_the_pool_as_usual(
+    adb: dal.AsyncDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    users = AUsers(adb)
+    pk = (await users.add(email="a@example.com", name="A")).id
+    users.cache_clear()
+    seen: list[int] = []
+    event.listen(adb._engine.sync_engine, "checkout", lambda *args: seen.append(1))
+    greenlet_path = _Counted(monkeypatch)
+
+    assert (await users.get(pk)).name == "A"  # type: ignore[union-attr]
+
+    assert seen == [1] and greenlet_path.calls == 1
+
+
+async def test_a_leader_cancelled_while_the_server_holds_its_select_cancels_only_itself(
+    pg_adb: dal.AsyncDatabase, postgres_url: str
+) -> None:
+    """The SELECT is parked by a lock the test holds in the server (no listener, so
+    the miss takes the direct path and its load runs Detached)."""
+    users = AUsers(pg_adb)
+    pk = (await users.add(email="a@example.com", name="A")).id
+    users.cache_clear()
+    engine = create_engine(make_url(postgres_url), poolclass=NullPool)
+    with engine.connect() as lock:
+        lock.execute(text("LOCK TABLE users IN ACCESS EXCLUSIVE MODE"))
+        leader = asyncio.create_task(users.get(pk))
+        while not lock.scalar(text("SELECT count(*) FROM pg_locks WHERE NOT granted")):
+            await asyncio.sleep(0)
+        waiters = [asyncio.create_task(users.get(pk)) for _ in range(3)]
+        while users.cache_info().misses < 4:
+            await asyncio.sleep(0)
+        leader.cancel()
+        await asyncio.gather(leader, return_exceptions=True)
+        assert len(loads._running) == 1  # the load goes on
+        lock.rollback()
+    engine.dispose()
+
+    assert [r.name for r in await asyncio.gather(*waiters)] == ["A"] * 3  # type: ignore[union-attr]
+    assert leader.cancelled()
+    assert pg_adb.stats()["cache"]["loads"] == 1 and users.cache_info().currsize == 1
+    assert pg_adb.stats()["pool"]["checked_out"] == 0
