@@ -43,10 +43,19 @@ async def _read_raw(db: dal.AsyncDatabase) -> Any:
     return await db._read_raw(reader, lambda cursor: reader.run(cursor, (1,)))
 
 
+#: How many ``_read_pk`` calls took the greenlet-free path (``AsyncDatabase._direct``).
+DIRECT: list[int] = []
+
+
 async def _read_pk(db: dal.AsyncDatabase) -> Any:
     """A repository's primary-key miss: awaited without a greenlet when it can be."""
     reader = PkRead(db.engine.dialect, list(User.__table__.columns), [User.__table__.c.id])
-    return await db._read_raw(reader, PkRun(reader, (1,), tuple))
+    run = PkRun(reader, (1,), tuple)
+    direct = db._direct(run)
+    if direct is None:
+        return await db._read_raw(reader, run)
+    DIRECT.append(1)
+    return await direct
 
 
 CALLS: dict[str, Callable[[dal.AsyncDatabase], Awaitable[Any]]] = {
@@ -116,10 +125,15 @@ async def test_every_read_after_the_server_dropped_the_pool_succeeds(
     async with pg_adb.session() as s:
         s.add(User(id=1, email="a@example.com", name="a"))
     await _fill_pool(pg_adb, 3)
-    before = pg_adb.stats()["pool"]
+    before, direct = pg_adb.stats()["pool"], len(DIRECT)
     _terminate_all(pg_adb)  # type: ignore[arg-type]
 
     results = [await CALLS[call](pg_adb) for _ in range(3)]  # no error
+
+    if call == "read_pk":
+        # The first meets a dead idle connection directly and recovers; the pool
+        # must then connect again, which only the greenlet path does.
+        assert len(DIRECT) - direct == 1
 
     assert results[0] == results[1] == results[2]
     after = pg_adb.stats()["pool"]

@@ -23,7 +23,7 @@ from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.util import await_only
 
 from ..core import Core
-from ..drivers import Driver, reads
+from ..drivers import Driver, adapters, reads
 from ..drivers import engine as engines
 from ..drivers.pkread import PkRead, PkRun
 from ..errors import ConfigError
@@ -223,7 +223,7 @@ class AsyncDatabase(Core):
         try:
             if not isinstance(error, ValueError):
                 try:
-                    adapted._handle_exception(error)  # the adapter's own translation
+                    adapters.raise_reported(adapted, error)
                 except engine.dialect.loaded_dbapi.Error as translated:
                     error = translated
             raise reads.failed(engine, pooled, adapted, None, sql, error) from error

@@ -30,16 +30,20 @@ class _Idle(threading.local):
     ``import dal`` works without the async extra."""
 
     workers: list[Any] | None = None
-    make: Callable[[Callable[..., None]], Any]
+    make: Callable[[Callable[..., None], Any], Any]
     current: Callable[[], Any]
 
-    def start(self) -> list[Any]:
-        from greenlet import getcurrent, greenlet  # type: ignore[import-untyped,unused-ignore]
+    async def start(self) -> list[Any]:
+        from greenlet import getcurrent  # type: ignore[import-untyped,unused-ignore]
+        from sqlalchemy.util import greenlet_spawn
 
-        class Worker(greenlet):  # type: ignore[misc]
-            """A greenlet ``await_only`` accepts (SQLAlchemy marks its own so)."""
+        # SQLAlchemy's own greenlet class, the one its ``await_only`` accepts (2.0
+        # checks the class and switches to ``.driver``; 2.1 checks a flag and
+        # switches to ``.parent``): the class of the greenlet it spawns.
+        base: Any = type(await greenlet_spawn(getcurrent))
 
-            __sqlalchemy_greenlet_provider__ = True
+        class Worker(base):  # type: ignore[misc]
+            """A reused greenlet ``await_only`` accepts."""
 
         self.make, self.current = Worker, getcurrent
         self.workers = []
@@ -76,10 +80,10 @@ async def run_sync(fn: Callable[..., T], *args: Any) -> T:
     local = _idle
     idle = local.workers
     if idle is None:
-        idle = local.start()
-    worker = idle.pop() if idle else local.make(_serve)
+        idle = await local.start()
     current = local.current()
-    worker.parent = current
+    worker = idle.pop() if idle else local.make(_serve, current)
+    worker.parent = worker.driver = current  # where await_only switches to (2.1, 2.0)
     # As greenlet_spawn: the caller's context itself, so ContextVars set inside
     # are the caller's.
     worker.gr_context = current.gr_context

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..errors import ConfigError
 from .mysql import Client
@@ -28,6 +28,7 @@ __all__ = [
     "aiosqlite_in_transaction",
     "asyncpg_autocommit",
     "asyncpg_in_transaction",
+    "raise_reported",
     "requires",
     "translate_connect_errors",
 ]
@@ -70,6 +71,16 @@ def translate_connect_errors(dialect: Dialect) -> None:
     dialect.connect = connect  # type: ignore[method-assign]
 
 
+def raise_reported(adapted: Any, error: Exception) -> NoReturn:
+    """Raise ``error`` as the adapter's own cursor reports it: SQLAlchemy 2.1's adapters
+    translate it (``_handle_exception``); 2.0's asyncmy adapter has no such step, as
+    asyncmy's errors are its DBAPI classes already."""
+    report = getattr(adapted, "_handle_exception", None)
+    if report is not None:
+        report(error)
+    raise error
+
+
 #: A statement's rows and its DBAPI description.
 Fetched = tuple[list[Any], Any]
 
@@ -99,7 +110,7 @@ class _FetchingCursor:
         try:
             self._rows, self.description = await_only(self.fetch(adapted, sql, parameters))
         except Exception as error:
-            adapted._handle_exception(error)
+            raise_reported(adapted, error)
 
     def fetchone(self) -> Any:
         return self._rows.pop(0) if self._rows else None
