@@ -176,11 +176,7 @@ async def test_a_miss_with_an_idle_connection_is_one_statement_and_no_greenlet(
     missing = await users.get(pk + 1000)
 
     assert found is not None and found.name == "A" and missing is None
-    if adb.settings.backend == "mysql":
-        # dal's checkout listener may send SET AUTOCOMMIT (an await): the greenlet path.
-        assert sent == [] and greenlet_path.calls == 2
-    else:
-        assert len(sent) == 2 and greenlet_path.calls == 0
+    assert len(sent) == 2 and greenlet_path.calls == 0
     assert users.cache_info().misses == 2 and adb.stats()["pool"]["checked_out"] == 0
 
 
@@ -226,3 +222,26 @@ async def test_a_leader_cancelled_while_the_server_holds_its_select_cancels_only
     assert leader.cancelled()
     assert pg_adb.stats()["cache"]["loads"] == 1 and users.cache_info().currsize == 1
     assert pg_adb.stats()["pool"]["checked_out"] == 0
+
+
+async def test_a_mysql_connection_left_in_autocommit_0_is_checked_out_through_the_greenlet(
+    mysql_adb: dal.AsyncDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """dal's MySQL checkout listener puts such a connection back in autocommit (an
+    await): the miss cannot take the greenlet-free path, and reads the same."""
+    url = mysql_adb.settings.url.render_as_string(hide_password=False)
+    async with dal.AsyncDatabase(url, pool_size=1, max_overflow=0) as db:
+        users = AUsers(db)
+        pk = (await users.add(email="a@example.com", name="A")).id
+        users.cache_clear()
+        async with db.engine.connect() as conn:
+            serializable = await conn.execution_options(isolation_level="SERIALIZABLE")
+            await serializable.exec_driver_sql("SELECT 1")
+        # Back in the pool in autocommit=0 (SQLAlchemy's reset of the isolation level).
+        greenlet_path = _Counted(monkeypatch)
+
+        assert (await users.get(pk)).name == "A"  # type: ignore[union-attr]
+
+        assert greenlet_path.calls == 1
+        async with db.engine.connect() as conn:
+            assert await conn.scalar(text("SELECT @@autocommit")) == 1

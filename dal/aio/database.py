@@ -52,6 +52,8 @@ class AsyncDatabase(Core):
         self._engine = engines.create_async(
             self.settings, driver, self._tracker, self._pool_counters
         )
+        #: Checkouts without awaiting, for the greenlet-free read (``_direct``).
+        self._checkout = direct.Checkout(self._engine.sync_engine.pool, driver.checkout_quiet)
         #: The event loop this database's connections belong to: the first that used it.
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_lock = threading.Lock()
@@ -174,7 +176,7 @@ class AsyncDatabase(Core):
         fetch = self._fetch
         if fetch is None or self._closed or self._watch.watched() or self._outer_read():
             return None
-        if not direct.ready(self._sync_engine.pool):
+        if not self._checkout.ready():
             return None
         return self._read_direct(fetch, run)
 
@@ -183,7 +185,7 @@ class AsyncDatabase(Core):
         without a Task (``loads``); anything else (a failure's handling, which tells
         the pool and may retry, connect or wait under ``asyncio.timeout``) runs in one."""
         loop = asyncio.get_running_loop()
-        pooled = direct.checkout_now(self._sync_engine.pool)
+        pooled = self._checkout.now()
         if pooled is None:  # the pool changed since ``_direct`` looked
             return await loop.create_task(self._read_raw(run.reader, run))
         try:

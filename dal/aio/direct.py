@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy.pool import AsyncAdaptedQueuePool, PoolProxiedConnection
 from sqlalchemy.util.queue import AsyncAdaptedQueue
 
-__all__ = ["Fetch", "Pool", "checkout_now", "ready", "returns_now"]
+__all__ = ["Checkout", "Fetch", "Pool", "returns_now"]
 
 #: ``fetch(adapted_connection, sql, parameters)``: the rows and their description.
 Fetch = Callable[[Any, str, Any], Awaitable[tuple[list[Any], Any]]]
@@ -42,29 +42,45 @@ class Pool(AsyncAdaptedQueuePool):
     _queue_class = _Queue
 
 
-def ready(pool: Any) -> bool:
-    """Whether ``pool`` (a ``Pool``) can hand out a connection without awaiting: it
-    has an idle one that needs no reconnect, recycle or ping, and no checkout
-    listener would run."""
-    if pool._pre_ping or pool.dispatch.checkout:
-        return False
-    idle = pool._pool._queue._queue  # the asyncio.Queue's deque; its next is [0]
-    if not idle:
-        return False
-    record = idle[0]
-    started = record.starttime
-    # What ``_ConnectionRecord.get_connection`` would connect again for:
-    return not (
-        record.dbapi_connection is None
-        or (pool._recycle > -1 and time.time() - started > pool._recycle)
-        or pool._invalidate_time > started
-        or record._soft_invalidate_time > started
-    )
+class Checkout:
+    """Whether a ``Pool`` can hand out a connection without awaiting, and the checkout.
 
+    ``own`` is how many checkout listeners dal installed (a driver's, counted once
+    the engine is set up), each of which ``quiet(dbapi_connection)`` says will send
+    nothing; anybody else's listener may await.
+    """
 
-def checkout_now(pool: Any) -> PoolProxiedConnection | None:
-    """A connection checked out of ``pool`` without awaiting, or None (see ``ready``)."""
-    return pool.connect() if ready(pool) else None
+    __slots__ = ("_own", "_pool", "_quiet")
+
+    def __init__(self, pool: Any, quiet: Callable[[Any], bool] | None) -> None:
+        self._pool = pool
+        self._own = len(pool.dispatch.checkout)
+        self._quiet = quiet
+
+    def ready(self) -> bool:
+        """An idle connection that needs no reconnect, recycle or ping is next, and no
+        checkout listener would await."""
+        pool = self._pool
+        if pool._pre_ping or len(pool.dispatch.checkout) != self._own:
+            return False
+        idle = pool._pool._queue._queue  # the asyncio.Queue's deque; its next is [0]
+        if not idle:
+            return False
+        record = idle[0]
+        started = record.starttime
+        # What ``_ConnectionRecord.get_connection`` would connect again for:
+        if (
+            record.dbapi_connection is None
+            or (pool._recycle > -1 and time.time() - started > pool._recycle)
+            or pool._invalidate_time > started
+            or record._soft_invalidate_time > started
+        ):
+            return False
+        return self._own == 0 or self._quiet is None or self._quiet(record.dbapi_connection)
+
+    def now(self) -> PoolProxiedConnection | None:
+        """A connection checked out without awaiting, or None (see ``ready``)."""
+        return self._pool.connect() if self.ready() else None
 
 
 def returns_now(pool: Any) -> bool:

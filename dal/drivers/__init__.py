@@ -100,6 +100,9 @@ class Driver:
     #: A cursor for the raw primary-key read on a DBAPI connection, cheaper than the
     #: driver's own (None: ``dbapi_connection.cursor()``).
     raw_cursor: Callable[[Any], Any] | None = None
+    #: Whether the checkout listener ``setup`` installed would send nothing for this
+    #: pooled DBAPI connection (None: it installs none), so a checkout need not await.
+    checkout_quiet: Callable[[Any], bool] | None = None
 
     @property
     def name(self) -> str:
@@ -211,6 +214,7 @@ def _mysql(
         setup=client.setup,
         is_async=is_async,
         raw_cursor=raw_cursor,
+        checkout_quiet=client.checkout_quiet,
     )
 
 

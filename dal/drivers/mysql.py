@@ -135,6 +135,11 @@ class Client:
             return False
         return bool(status & _IN_TRANS) or not status & AUTOCOMMIT
 
+    def checkout_quiet(self, dbapi_connection: Any) -> bool:
+        """Whether ``checkout`` would leave the connection as it is (no round trip)."""
+        status = self.status(dbapi_connection)
+        return status is not None and bool(status & AUTOCOMMIT)
+
     def setup(self, engine: Engine) -> None:
         """The engine's MySQL listeners and its dialect's ``do_begin`` (after dal's own)."""
         dialect = engine.dialect
