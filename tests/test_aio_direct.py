@@ -20,6 +20,8 @@ import dal
 from dal.aio import database as aio_database
 from dal.aio import greenlets, loads
 from dal.aio.tasks import Detached, finish
+from tests import tables
+from tests.conftest import async_url
 from tests.test_aio_repository import AUsers
 
 VAR: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
@@ -245,3 +247,40 @@ async def test_a_mysql_connection_left_in_autocommit_0_is_checked_out_through_th
         assert greenlet_path.calls == 1
         async with db.engine.connect() as conn:
             assert await conn.scalar(text("SELECT @@autocommit")) == 1
+
+
+async def test_a_direct_read_returning_to_a_full_pool_closes_its_connection(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An overflow connection that comes back to a full pool is closed, which awaits:
+    the direct read's return must not try that without a greenlet."""
+    tables.fresh(postgres_url)
+    adb = dal.AsyncDatabase(async_url(postgres_url), pool_size=1, max_overflow=1)
+    try:
+        users = AUsers(adb)
+        pk = (await users.add(email="a@example.com", name="A")).id
+        users.cache_clear()
+        fetch, used = adb._fetch, []
+        assert fetch is not None
+
+        def noted(adapted: Any, sql: str, parameters: Any) -> Any:
+            used.append(adapted.driver_connection)
+            return fetch(adapted, sql, parameters)
+
+        monkeypatch.setattr(adb, "_fetch", noted)
+        engine = create_engine(make_url(postgres_url), poolclass=NullPool)
+        with engine.connect() as lock:
+            lock.execute(text("LOCK TABLE users IN ACCESS EXCLUSIVE MODE"))
+            reader = asyncio.create_task(users.get(pk))  # the idle connection, parked
+            while not lock.scalar(text("SELECT count(*) FROM pg_locks WHERE NOT granted")):
+                await asyncio.sleep(0)
+            async with adb.engine.connect() as other:  # the overflow one, back to the pool
+                await other.execute(text("SELECT 1"))
+            lock.rollback()
+        engine.dispose()
+        assert (await reader).name == "A"  # type: ignore[union-attr]
+
+        assert len(used) == 1 and used[0].is_closed()  # closed, not dropped open
+        assert adb.stats()["pool"]["checked_out"] == 0
+    finally:
+        await adb.close()

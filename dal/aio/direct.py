@@ -85,5 +85,6 @@ class Checkout:
 
 def returns_now(pool: Any) -> bool:
     """Whether a connection goes back to ``pool`` without awaiting: no listener on
-    its return (close() adds one that closes what comes back)."""
-    return not (pool.dispatch.checkin or pool.dispatch.reset)
+    its return (close() adds one that closes what comes back), and room for it
+    among the idle ones (else, an overflow connection, it is closed)."""
+    return not (pool.dispatch.checkin or pool.dispatch.reset or pool._pool.full())
