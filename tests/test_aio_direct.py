@@ -284,3 +284,31 @@ async def test_a_direct_read_returning_to_a_full_pool_closes_its_connection(
         assert adb.stats()["pool"]["checked_out"] == 0
     finally:
         await adb.close()
+
+
+async def test_a_closed_aiosqlite_connection_in_the_pool_costs_a_direct_read_no_error(
+    sqlite_adb: dal.AsyncDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """aiosqlite refuses a stopped connection with a ValueError its adapter reports as
+    a disconnect: the direct read retries once on a fresh connection, as the greenlet
+    path does, and the dead one leaves the pool."""
+    users = AUsers(sqlite_adb)
+    pk = (await users.add(email="a@example.com", name="A")).id
+    users.cache_clear()
+    async with sqlite_adb.engine.connect() as conn:  # the pool's one idle connection
+        raw = await conn.get_raw_connection()
+        stopped = raw.dbapi_connection.driver_connection  # type: ignore[union-attr]
+        await stopped.stop()  # its thread ends; it goes back to the pool as if alive
+        try:
+            raw.dbapi_connection._handle_exception(ValueError("Connection closed"))  # type: ignore[union-attr]
+        except sqlite_adb.engine.dialect.loaded_dbapi.OperationalError:
+            pass
+        except ValueError:  # SQLAlchemy 2.0.4: the greenlet path raises too
+            pytest.skip("this SQLAlchemy's aiosqlite adapter reports no stopped connection")
+    greenlet_path = _Counted(monkeypatch)
+
+    assert (await users.get(pk)).name == "A"  # type: ignore[union-attr]
+    assert (await users.get(pk + 1)) is None
+
+    assert greenlet_path.calls == 2  # the recovery and the retry, once
+    assert sqlite_adb.stats()["pool"]["retries"] == 1

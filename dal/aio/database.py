@@ -188,14 +188,17 @@ class AsyncDatabase(Core):
         pooled = self._checkout.now()
         if pooled is None:  # the pool changed since ``_direct`` looked
             return await loop.create_task(self._read_raw(run.reader, run))
+        fetching = False  # whether an error is the driver's, which its adapter reports
         try:
             parameters = run.parameters()
             with self._read_mode(pooled):
+                fetching = True
                 rows, description = await fetch(pooled.dbapi_connection, run.reader.sql, parameters)
+                fetching = False
             found = run.answer(rows, description)
         except Exception as error:
             failed, pooled = pooled, None  # handed over, with the connection
-            return await loop.create_task(self._recover(failed, run, error))
+            return await loop.create_task(self._recover(failed, run, error, fetching))
         finally:
             if pooled is not None:
                 if direct.returns_now(pooled._pool):
@@ -205,25 +208,29 @@ class AsyncDatabase(Core):
         return found
 
     async def _recover(
-        self, pooled: PoolProxiedConnection, run: PkRun[Any], error: Exception
+        self, pooled: PoolProxiedConnection, run: PkRun[Any], error: Exception, fetching: bool
     ) -> Any:
         """A direct read's failure, as ``_retrying`` meets it: translated, the pool told
         of a disconnect, and a read on a fresh connection once if it was one."""
         with self._boundary(os_errors=True):
             try:
-                await run_sync(self._direct_failed, pooled, run.reader.sql, error)
+                await run_sync(self._direct_failed, pooled, run.reader.sql, error, fetching)
             except DBAPIError as exc:
                 if not exc.connection_invalidated:
                     raise
             self._pool_counters.retries += 1
             return await run_sync(self._read_raw_once, run.reader, run)
 
-    def _direct_failed(self, pooled: PoolProxiedConnection, sql: str, error: Exception) -> None:
+    def _direct_failed(
+        self, pooled: PoolProxiedConnection, sql: str, error: Exception, fetching: bool
+    ) -> None:
         """In a greenlet: ``error`` raised as ``reads.fetch`` raises it, the connection
-        returned (or, dead, discarded: closing it may await)."""
+        returned (or, dead, discarded: closing it may await). An error of the fetch
+        is reported by the adapter first, as its cursor reports it: aiosqlite's
+        stopped connection is a ValueError that the adapter makes a disconnect."""
         engine, adapted = self._sync_engine, cast(Any, pooled.dbapi_connection)
         try:
-            if not isinstance(error, ValueError):
+            if fetching:
                 try:
                     adapters.raise_reported(adapted, error)
                 except engine.dialect.loaded_dbapi.Error as translated:
