@@ -312,3 +312,31 @@ async def test_a_closed_aiosqlite_connection_in_the_pool_costs_a_direct_read_no_
 
     assert greenlet_path.calls == 2  # the recovery and the retry, once
     assert sqlite_adb.stats()["pool"]["retries"] == 1
+
+
+async def test_after_engine_dispose_direct_reads_use_the_new_pool_which_close_closes(
+    pg_adb: dal.AsyncDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``engine.dispose()`` replaces the pool; a connection out at that moment goes back
+    to the old one, which nothing closes: reads must not take it from there."""
+    users = AUsers(pg_adb)
+    pk = (await users.add(email="a@example.com", name="A")).id
+    users.cache_clear()
+    fetch, used = pg_adb._fetch, []
+    assert fetch is not None
+
+    def noted(adapted: Any, sql: str, parameters: Any) -> Any:
+        used.append(adapted.driver_connection)
+        return fetch(adapted, sql, parameters)
+
+    monkeypatch.setattr(pg_adb, "_fetch", noted)
+    async with pg_adb.engine.connect() as conn:  # out while the pool is replaced
+        await conn.execute(text("SELECT 1"))
+        await pg_adb.engine.dispose()
+
+    assert (await users.get(pk)).name == "A"  # type: ignore[union-attr]
+    assert (await users.get(pk + 1)) is None  # the new pool's idle connection: direct
+
+    assert len(used) == 1 and pg_adb.stats()["pool"]["checked_in"] == 1
+    await pg_adb.close()
+    assert used[0].is_closed()

@@ -53,7 +53,7 @@ class AsyncDatabase(Core):
             self.settings, driver, self._tracker, self._pool_counters
         )
         #: Checkouts without awaiting, for the greenlet-free read (``_direct``).
-        self._checkout = direct.Checkout(self._engine.sync_engine.pool, driver.checkout_quiet)
+        self._checkout = direct.Checkout(self._engine.sync_engine, driver.checkout_quiet)
         #: The event loop this database's connections belong to: the first that used it.
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_lock = threading.Lock()

@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from sqlalchemy import Engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool, PoolProxiedConnection
 from sqlalchemy.util.queue import AsyncAdaptedQueue
 
@@ -47,20 +48,21 @@ class Checkout:
 
     ``own`` is how many checkout listeners dal installed (a driver's, counted once
     the engine is set up), each of which ``quiet(dbapi_connection)`` says will send
-    nothing; anybody else's listener may await.
+    nothing; anybody else's listener may await. The pool is the engine's at each
+    call: ``engine.dispose()`` puts a new one in its place.
     """
 
-    __slots__ = ("_own", "_pool", "_quiet")
+    __slots__ = ("_engine", "_own", "_quiet")
 
-    def __init__(self, pool: Any, quiet: Callable[[Any], bool] | None) -> None:
-        self._pool = pool
-        self._own = len(pool.dispatch.checkout)
+    def __init__(self, engine: Engine, quiet: Callable[[Any], bool] | None) -> None:
+        self._engine = engine
+        self._own = len(engine.pool.dispatch.checkout)
         self._quiet = quiet
 
     def ready(self) -> bool:
         """An idle connection that needs no reconnect, recycle or ping is next, and no
         checkout listener would await."""
-        pool = self._pool
+        pool: Any = self._engine.pool
         if pool._pre_ping or len(pool.dispatch.checkout) != self._own:
             return False
         idle = pool._pool._queue._queue  # the asyncio.Queue's deque; its next is [0]
@@ -80,7 +82,7 @@ class Checkout:
 
     def now(self) -> PoolProxiedConnection | None:
         """A connection checked out without awaiting, or None (see ``ready``)."""
-        return self._pool.connect() if self.ready() else None
+        return self._engine.pool.connect() if self.ready() else None
 
 
 def returns_now(pool: Any) -> bool:
