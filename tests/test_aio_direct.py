@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
-from sqlalchemy.util import await_only
+from sqlalchemy.util import await_only, greenlet_spawn
 
 import dal
 from dal.aio import database as aio_database
@@ -330,6 +330,7 @@ async def test_after_engine_dispose_direct_reads_use_the_new_pool_which_close_cl
         return fetch(adapted, sql, parameters)
 
     monkeypatch.setattr(pg_adb, "_fetch", noted)
+    old = pg_adb.engine.sync_engine.pool
     async with pg_adb.engine.connect() as conn:  # out while the pool is replaced
         await conn.execute(text("SELECT 1"))
         await pg_adb.engine.dispose()
@@ -340,3 +341,4 @@ async def test_after_engine_dispose_direct_reads_use_the_new_pool_which_close_cl
     assert len(used) == 1 and pg_adb.stats()["pool"]["checked_in"] == 1
     await pg_adb.close()
     assert used[0].is_closed()
+    await greenlet_spawn(old.dispose)  # SQLAlchemy's straggler, closed by hand
