@@ -342,3 +342,22 @@ async def test_after_engine_dispose_direct_reads_use_the_new_pool_which_close_cl
     await pg_adb.close()
     assert used[0].is_closed()
     await greenlet_spawn(old.dispose)  # SQLAlchemy's straggler, closed by hand
+
+
+async def test_a_primary_key_read_after_another_client_altered_its_table_succeeds(
+    pg_adb: dal.AsyncDatabase, postgres_url: str
+) -> None:
+    """asyncpg's prepared statement goes stale when a column's type changes; the
+    adapter's cache kept it, and every later miss on that connection failed."""
+    users = AUsers(pg_adb)
+    pk = (await users.add(email="a@example.com", name="A")).id
+    users.cache_clear()
+    assert (await users.get(pk)).name == "A"  # type: ignore[union-attr]  # prepared
+    engine = create_engine(make_url(postgres_url), poolclass=NullPool)
+    with engine.begin() as conn:  # a migration, by another program
+        conn.execute(text("ALTER TABLE users ALTER COLUMN name TYPE varchar(300)"))
+    engine.dispose()
+
+    for _ in range(2):
+        users.cache_clear()
+        assert (await users.get(pk)).name == "A"  # type: ignore[union-attr]

@@ -166,8 +166,29 @@ async def _asyncpg_fetch(adapted: Any, sql: str, parameters: Any) -> Fetched:
     # The adapter's lock too: a load's read may share its outer read's connection.
     async with adapted._execute_mutex:
         statement, attributes = await adapted._prepare(sql, 0)
+        try:
+            rows = await statement.fetch(*(parameters or ()))
+        except Exception as error:
+            if not _stale(error):
+                raise
+            # Another client changed the table (ALTER ... TYPE): the cached statement
+            # fails until prepared again. SQLAlchemy's cursor re-prepares once its
+            # dialect has seen the error; this read does it now, and reads once more
+            # (in read mode: no transaction the failure aborted).
+            cache = adapted._prepared_statement_cache
+            if cache is not None:
+                cache.pop(sql, None)
+            statement, attributes = await adapted._prepare(sql, 0)
+            rows = await statement.fetch(*(parameters or ()))
         description = [(a.name, a.type.oid, None, None, None, None, None) for a in attributes]
-        return await statement.fetch(*(parameters or ())), description or None
+        return rows, description or None
+
+
+def _stale(error: Exception) -> bool:
+    """Whether asyncpg refused a prepared statement a schema change made stale."""
+    from asyncpg.exceptions import InvalidCachedStatementError
+
+    return isinstance(error, InvalidCachedStatementError)
 
 
 # -- aiosqlite ---------------------------------------------------------------------------
