@@ -361,3 +361,57 @@ async def test_a_primary_key_read_after_another_client_altered_its_table_succeed
     for _ in range(2):
         users.cache_clear()
         assert (await users.get(pk)).name == "A"  # type: ignore[union-attr]
+
+
+async def test_a_backend_killed_during_a_direct_read_costs_the_read_no_error(
+    pg_adb: dal.AsyncDatabase, postgres_url: str
+) -> None:
+    """The server ends the connection while it holds the read (a table lock the test
+    holds parks it): the read is retried once on a fresh connection."""
+    users = AUsers(pg_adb)
+    pk = (await users.add(email="a@example.com", name="A")).id
+    users.cache_clear()
+    engine = create_engine(make_url(postgres_url), poolclass=NullPool)
+    with engine.connect() as lock, engine.connect() as admin:
+        lock.execute(text("LOCK TABLE users IN ACCESS EXCLUSIVE MODE"))
+        reader = asyncio.create_task(users.get(pk))
+        waiting = text("SELECT pid FROM pg_locks WHERE NOT granted")
+        while (pid := lock.scalar(waiting)) is None:
+            await asyncio.sleep(0)
+        admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        while lock.scalar(waiting) in (None, pid):  # the retry, parked in turn
+            await asyncio.sleep(0)
+        lock.rollback()
+    engine.dispose()
+
+    assert (await reader).name == "A"  # type: ignore[union-attr]
+    assert pg_adb.stats()["pool"]["retries"] == 1
+
+
+async def test_close_while_a_direct_read_is_parked_closes_its_connection_when_it_ends(
+    pg_adb: dal.AsyncDatabase, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    users = AUsers(pg_adb)
+    pk = (await users.add(email="a@example.com", name="A")).id
+    users.cache_clear()
+    fetch, used = pg_adb._fetch, []
+    assert fetch is not None
+
+    def noted(adapted: Any, sql: str, parameters: Any) -> Any:
+        used.append(adapted.driver_connection)
+        return fetch(adapted, sql, parameters)
+
+    monkeypatch.setattr(pg_adb, "_fetch", noted)
+    engine = create_engine(make_url(postgres_url), poolclass=NullPool)
+    with engine.connect() as lock:
+        lock.execute(text("LOCK TABLE users IN ACCESS EXCLUSIVE MODE"))
+        reader = asyncio.create_task(users.get(pk))
+        while not lock.scalar(text("SELECT count(*) FROM pg_locks WHERE NOT granted")):
+            await asyncio.sleep(0)
+        await pg_adb.close()
+        lock.rollback()
+    engine.dispose()
+
+    assert (await reader).name == "A"  # type: ignore[union-attr]
+    assert used[0].is_closed()  # closed by its return, before the load ended
+    assert pg_adb.stats()["pool"]["checked_out"] == 0
