@@ -19,6 +19,7 @@ from sqlalchemy.util import await_only, greenlet_spawn
 import dal
 from dal.aio import database as aio_database
 from dal.aio import greenlets, loads
+from dal.aio import tasks as tasks_module
 from dal.aio.tasks import Detached, finish
 from tests import tables
 from tests.conftest import async_url
@@ -415,3 +416,32 @@ async def test_close_while_a_direct_read_is_parked_closes_its_connection_when_it
     assert (await reader).name == "A"  # type: ignore[union-attr]
     assert used[0].is_closed()  # closed by its return, before the load ended
     assert pg_adb.stats()["pool"]["checked_out"] == 0
+
+
+async def test_asyncmy_with_a_read_timeout_reads_and_commits_in_tasks(
+    mysql_adb: dal.AsyncDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """asyncmy waits for replies under ``wait_for`` once ``read_timeout`` is set, which
+    from Python 3.12 binds to the current Task: run without one, in the caller's turn,
+    its expiry would cancel the caller and leave the read waiting."""
+    url = mysql_adb.settings.url.update_query_dict({"read_timeout": "30"})
+    async with dal.AsyncDatabase(url.render_as_string(hide_password=False)) as db:
+        users = AUsers(db)
+        pk = (await users.add(email="a@example.com", name="A")).id
+        users.cache_clear()
+        detached: list[object] = []
+
+        class Noted(Detached[Any]):
+            def start(self) -> Any:
+                detached.append(self)
+                return super().start()
+
+        monkeypatch.setattr(tasks_module, "Detached", Noted)  # what finish() starts
+        greenlet_path = _Counted(monkeypatch)
+
+        assert (await users.get(pk)).name == "A"  # type: ignore[union-attr]
+        await users.update(pk, name="B")
+
+        assert greenlet_path.calls == 2  # the read, then the write
+        assert detached == []  # the COMMIT too, in a Task
+        assert (await users.get(pk)).name == "B"  # type: ignore[union-attr]

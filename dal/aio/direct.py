@@ -21,6 +21,8 @@ from sqlalchemy import Engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool, PoolProxiedConnection
 from sqlalchemy.util.queue import AsyncAdaptedQueue
 
+from .tasks import detachable
+
 __all__ = ["Checkout", "Fetch", "Pool", "returns_now"]
 
 #: ``fetch(adapted_connection, sql, parameters)``: the rows and their description.
@@ -60,8 +62,8 @@ class Checkout:
         self._quiet = quiet
 
     def ready(self) -> bool:
-        """An idle connection that needs no reconnect, recycle or ping is next, and no
-        checkout listener would await."""
+        """An idle connection that needs no reconnect, recycle or ping is next, no
+        checkout listener would await, and its read can run without a Task."""
         pool: Any = self._engine.pool
         if pool._pre_ping or len(pool.dispatch.checkout) != self._own:
             return False
@@ -77,6 +79,8 @@ class Checkout:
             or pool._invalidate_time > started
             or record._soft_invalidate_time > started
         ):
+            return False
+        if not detachable(record.dbapi_connection):  # its read may need a Task
             return False
         return self._own == 0 or self._quiet is None or self._quiet(record.dbapi_connection)
 

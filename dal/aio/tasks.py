@@ -18,7 +18,7 @@ import contextvars
 from collections.abc import Callable, Coroutine
 from typing import Any, Generic, TypeVar
 
-__all__ = ["Detached", "finish"]
+__all__ = ["Detached", "detachable", "finish"]
 
 T = TypeVar("T")
 
@@ -126,3 +126,13 @@ async def finish(cleanup: Coroutine[Any, Any, T], own: bool = False) -> T:
 def _settle(waiting: asyncio.Future[None]) -> None:
     if not waiting.done():
         waiting.set_result(None)
+
+
+def detachable(dbapi_connection: Any) -> bool:
+    """Whether the driver's awaits on this pooled (adapted) connection may run
+    ``Detached``: none of them under an asyncio timeout. From Python 3.12
+    ``wait_for`` is ``asyncio.timeout``, bound to the current Task, the caller's in
+    a first step: its expiry would cancel the caller and leave the wait running.
+    asyncmy waits for every reply under ``wait_for`` once ``read_timeout`` is set."""
+    driver = getattr(dbapi_connection, "driver_connection", None)
+    return not getattr(driver, "_read_timeout", None)

@@ -337,10 +337,11 @@ def _to_its_end(
     from sqlalchemy.util import await_only
 
     from ..aio.greenlets import run_sync  # here: dal.aio imports this module
-    from ..aio.tasks import finish
+    from ..aio.tasks import detachable, finish
 
     def do_commit(connection: PoolProxiedConnection) -> None:
-        await_only(finish(run_sync(commit, connection), own=True))
+        own = detachable(connection.dbapi_connection)
+        await_only(finish(run_sync(commit, connection), own=own))
 
     return do_commit
 
