@@ -120,9 +120,11 @@ def render(
         for t in targets:
             verdict = "PASS" if t.passed else "MISS"
             where = f"{t.workload} {t.case}".ljust(width)
+            bound = f"target {t.op} {_with_unit(t.bound, t.unit)}"
+            if t.limit is not None:
+                bound += f"; {t.limit.text}: at most {_with_unit(t.limit.value, t.unit)}"
             lines.append(
-                f"  {verdict}  {where}  {t.text}: {_with_unit(t.measured, t.unit)} "
-                f"(target {t.op} {_with_unit(t.bound, t.unit)})"
+                f"  {verdict}  {where}  {t.text}: {_with_unit(t.measured, t.unit)} ({bound})"
             )
     lines += ["", "Columns:"]
     lines += [f"  {name}: {text}" for name, text in DEFINITIONS.items()]

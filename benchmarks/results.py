@@ -3,7 +3,9 @@ the targets each workload declares, checked against one run's medians.
 
 A target is a figure of this run (mostly a ratio between two rows of one case) and a
 bound. The targets are set for PostgreSQL; on SQLite they are checked the same way,
-for information.
+for information. A rule may also say how far the figure could go at all on this run
+(a ``Limit``, from a model of the workload), so that a missed target that no cache
+could meet reads as such.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 __all__ = [
+    "Limit",
     "Result",
     "Rows",
     "Rule",
@@ -140,6 +143,16 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class Limit:
+    """The most a target's figure could be on this run under the model ``text`` states
+    (in the target's unit): below the bound, the target is out of reach for any
+    competitor, not only for the one measured."""
+
+    value: float
+    text: str
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Target:
     """A checked target: ``measured op bound`` passed or not."""
 
@@ -150,6 +163,7 @@ class Target:
     op: str
     bound: float
     unit: str
+    limit: Limit | None = None
 
     @property
     def passed(self) -> bool:
@@ -168,6 +182,8 @@ class Rule:
     bound: float
     unit: str = "x"
     cases: tuple[str, ...] | None = None  # None: every case of the workload
+    #: The most the figure could be on these rows, or None where the model says nothing.
+    limit: Callable[[Rows], Limit | None] | None = None
 
 
 def throughput_ratio(numerator: str, denominator: str) -> Callable[[Rows], float | None]:
@@ -224,6 +240,7 @@ def evaluate(results: Sequence[Result], rules: Mapping[str, Sequence[Rule]]) -> 
                         op=rule.op,
                         bound=rule.bound,
                         unit=rule.unit,
+                        limit=rule.limit(rows) if rule.limit else None,
                     )
                 )
     return targets
