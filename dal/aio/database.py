@@ -184,7 +184,7 @@ class AsyncDatabase(Core):
         """``run``'s read. Only the driver's fetch is awaited here, as this may run
         without a Task (``loads``); anything else (a failure's handling, which tells
         the pool and may retry, connect or wait under ``asyncio.timeout``) runs in one."""
-        loop = asyncio.get_running_loop()
+        loop = self._running_loop()  # no getpid: see there
         pooled = self._checkout.now()
         if pooled is None:  # the pool changed since ``_direct`` looked
             return await loop.create_task(self._read_raw(run.reader, run))
