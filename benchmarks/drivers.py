@@ -104,7 +104,8 @@ class QueryCounter:
 
     It counts below SQLAlchemy, on the DBAPI connection (a SQLite trace callback, a
     psycopg2 cursor class, PyMySQL's query method; for an ``AsyncEngine``'s
-    ``sync_engine``, asyncpg's protocol object or aiosqlite's trace callback), set up by
+    ``sync_engine``, asyncpg's protocol object, asyncmy's query method or aiosqlite's
+    trace callback), set up by
     a pool ``connect`` listener. A connection-event listener such as
     ``before_cursor_execute`` would be simpler, but any listener of that kind moves every
     execute on the engine to SQLAlchemy's evented path, which costs about half a SQLite
@@ -129,6 +130,8 @@ class QueryCounter:
             event.listen(engine, "connect", self._count_asyncpg)
         elif driver == "aiosqlite":
             event.listen(engine, "connect", self._trace_aiosqlite)
+        elif driver == "asyncmy":
+            event.listen(engine, "connect", self._count_asyncmy)
         else:
             event.listen(engine, "before_cursor_execute", self._add)
 
@@ -176,6 +179,19 @@ class QueryCounter:
         # (as SQLAlchemy's adapter and dal run them) by bind_execute, plain text by query.
         connection = dbapi_connection.driver_connection
         connection._protocol = _CountingProtocol(connection._protocol, self._add)
+
+    def _count_asyncmy(self, dbapi_connection: Any, record: Any) -> None:
+        # As PyMySQL's: every cursor statement goes through the connection's query(),
+        # here a coroutine function; BEGIN/COMMIT/ROLLBACK do not.
+        connection = dbapi_connection.driver_connection
+        query = connection.query
+        add = self._add
+
+        async def counted(sql: Any, unbuffered: bool = False) -> Any:
+            add()
+            return await query(sql, unbuffered)
+
+        connection.query = counted
 
     def _trace_aiosqlite(self, dbapi_connection: Any, record: Any) -> None:
         from sqlalchemy.util import await_only

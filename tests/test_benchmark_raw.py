@@ -90,6 +90,27 @@ def test_the_query_counter_sees_pymysql_statements_below_sqlalchemy(mysql_url: s
         engine.dispose()
 
 
+@pytest.mark.mysql
+async def test_the_query_counter_sees_asyncmy_statements_below_sqlalchemy(mysql_url: str) -> None:
+    # A cursor event would send every statement of the engine through Core's events,
+    # and dal's misses off their greenlet-free path: the counter must not need one.
+    from benchmarks.aio import async_url, make_async_engine
+
+    engine = make_async_engine(async_url(mysql_url), pool_size=5)
+    counter = QueryCounter(engine.sync_engine)
+    try:
+        async with engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            cursor = raw.driver_connection.cursor()
+            await cursor.execute("SELECT 1")
+            await cursor.execute("SELECT %s", (2,))
+            await cursor.close()
+        assert counter.count == 2
+        assert not engine.sync_engine.dispatch.before_cursor_execute
+    finally:
+        await engine.dispose()
+
+
 @pytest.mark.postgres
 def test_a_database_that_does_not_exist_is_created_for_the_run_and_dropped_after(
     postgres_url: str,
