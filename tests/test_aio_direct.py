@@ -445,3 +445,25 @@ async def test_asyncmy_with_a_read_timeout_reads_and_commits_in_tasks(
         assert greenlet_path.calls == 2  # the read, then the write
         assert detached == []  # the COMMIT too, in a Task
         assert (await users.get(pk)).name == "B"  # type: ignore[union-attr]
+
+
+async def test_a_leader_whose_greenlet_free_read_cannot_start_leaves_no_load_behind(
+    adb: dal.AsyncDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The leader asks for the greenlet-free read before its load runs; if that raises
+    (say, pool internals moved in a SQLAlchemy release), the key's flight must end
+    with the error, not stay leased with nobody loading it."""
+    users = AUsers(adb)
+    pk = (await users.add(email="a@example.com", name="A")).id
+    users.cache_clear()
+
+    def moved(self: Any) -> bool:
+        raise AttributeError("_queue")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(type(adb._checkout), "ready", moved)
+        with pytest.raises(AttributeError):
+            await users.get(pk)
+
+    found = await asyncio.wait_for(users.get(pk), 10)  # not waiting for a load forever
+    assert found is not None and found.name == "A"

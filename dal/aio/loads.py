@@ -114,7 +114,11 @@ def _lead(
     quick: Callable[[], Coroutine[Any, Any, Any] | None] | None,
 ) -> Runner:
     """Start the load of ``flight``: ``quick``'s coroutine Detached, else ``load``'s Task."""
-    coroutine = None if quick is None else quick()
+    try:
+        coroutine = None if quick is None else quick()
+    except BaseException as exc:  # the flight is leased to this leader: end it
+        store._failed([flight], exc)
+        raise
     if coroutine is None:
         return _start(store, [flight], _one(key, load), loop)
     try:
