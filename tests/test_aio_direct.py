@@ -467,3 +467,83 @@ async def test_a_leader_whose_greenlet_free_read_cannot_start_leaves_no_load_beh
 
     found = await asyncio.wait_for(users.get(pk), 10)  # not waiting for a load forever
     assert found is not None and found.name == "A"
+
+
+class _HeldClose:
+    """A TCP proxy to the server that holds back the server's close: the client gets
+    the server's last words (its FATAL) and its socket stays open until it sends
+    anything more, as a close can reach a client later than the data before it."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.closed_by_server = asyncio.Event()
+        self.writers: list[asyncio.StreamWriter] = []
+        self.pumps: list[asyncio.Task[None]] = []
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream = await asyncio.open_connection(*self.target)
+        self.writers += [writer, upstream]
+        gone = asyncio.Event()
+
+        async def to_server() -> None:
+            while (data := await reader.read(65536)) and not gone.is_set():
+                upstream.write(data)
+            writer.close()
+
+        async def to_client() -> None:
+            while data := await upstream_reader.read(65536):
+                writer.write(data)
+            upstream.close()
+            gone.set()
+            if self.closed_by_server.is_set():  # the one close held back is done
+                writer.close()
+            self.closed_by_server.set()
+
+        self.pumps += [asyncio.create_task(to_server()), asyncio.create_task(to_client())]
+
+    async def close(self) -> None:
+        for writer in self.writers:
+            writer.close()
+        for pump in self.pumps:
+            pump.cancel()
+        await asyncio.gather(*self.pumps, return_exceptions=True)
+        self.server.close()
+        await self.server.wait_closed()
+
+
+async def test_a_backend_the_server_ended_while_idle_costs_a_read_no_error(
+    postgres_url: str,
+) -> None:
+    """The server's FATAL reaches the idle connection before its close does (held
+    here): asyncpg's next statement meets its own protocol error, which SQLAlchemy
+    2.0.4's adapter does not translate (2.1 reports it as InternalClientError)."""
+    tables.fresh(postgres_url)
+    url = make_url(postgres_url)
+    proxy = _HeldClose(url.host or "127.0.0.1", url.port or 5432)
+    port = await proxy.start()
+    adb = dal.AsyncDatabase(async_url(postgres_url).replace(f":{url.port}/", f":{port}/"))
+    try:
+        users = AUsers(adb)
+        pk = (await users.add(email="a@example.com", name="A")).id
+        users.cache_clear()
+        assert (await users.get(pk)) is not None  # its statement prepared
+        users.cache_clear()
+        async with adb.engine.connect() as conn:
+            pid = await conn.scalar(text("SELECT pg_backend_pid()"))
+        engine = create_engine(url, poolclass=NullPool)
+        with engine.connect() as admin:
+            admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        engine.dispose()
+        await proxy.closed_by_server.wait()
+        for _ in range(20):  # asyncpg reads the FATAL; its socket stays open
+            await asyncio.sleep(0)
+
+        assert (await users.get(pk)).name == "A"  # type: ignore[union-attr]
+        assert adb.stats()["pool"]["retries"] == 1
+    finally:
+        await adb.close()
+        await proxy.close()

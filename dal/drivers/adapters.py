@@ -76,9 +76,26 @@ def raise_reported(adapted: Any, error: Exception) -> NoReturn:
     translate it (``_handle_exception``); 2.0's asyncmy adapter has no such step, as
     asyncmy's errors are its DBAPI classes already."""
     report = getattr(adapted, "_handle_exception", None)
-    if report is not None:
-        report(error)
-    raise error
+    try:
+        if report is not None:
+            report(error)
+        raise error
+    except Exception as reported:
+        if reported is not error or not _asyncpg_internal(error):
+            raise
+        # 2.0's asyncpg adapter lets asyncpg's own protocol errors out untranslated
+        # (2.1 reports them as InternalClientError, an InternalError): as 2.1 does.
+        raise adapted.dbapi.InternalError(str(error)) from error
+
+
+def _asyncpg_internal(error: Exception) -> bool:
+    """Whether ``error`` is asyncpg's InternalClientError (its protocol in a state no
+    reply ends, as once the server's FATAL reached an idle connection)."""
+    if not type(error).__module__.startswith("asyncpg."):
+        return False
+    from asyncpg.exceptions import InternalClientError
+
+    return isinstance(error, InternalClientError)
 
 
 #: A statement's rows and its DBAPI description.
