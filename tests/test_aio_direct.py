@@ -515,12 +515,14 @@ class _HeldClose:
         await self.server.wait_closed()
 
 
+@pytest.mark.parametrize("read", ["get", "find"])
 async def test_a_backend_the_server_ended_while_idle_costs_a_read_no_error(
-    postgres_url: str,
+    postgres_url: str, read: str
 ) -> None:
     """The server's FATAL reaches the idle connection before its close does (held
     here): asyncpg's next statement meets its own protocol error, which SQLAlchemy
-    2.0.4's adapter does not translate (2.1 reports it as InternalClientError)."""
+    2.0.4's adapter does not translate (2.1 reports it as InternalClientError).
+    ``get`` is the raw primary-key read, ``find`` a Core one."""
     tables.fresh(postgres_url)
     url = make_url(postgres_url)
     proxy = _HeldClose(url.host or "127.0.0.1", url.port or 5432)
@@ -530,7 +532,7 @@ async def test_a_backend_the_server_ended_while_idle_costs_a_read_no_error(
         users = AUsers(adb)
         pk = (await users.add(email="a@example.com", name="A")).id
         users.cache_clear()
-        assert (await users.get(pk)) is not None  # its statement prepared
+        assert await users.get(pk) and await users.find(name="A")  # statements prepared
         users.cache_clear()
         async with adb.engine.connect() as conn:
             pid = await conn.scalar(text("SELECT pg_backend_pid()"))
@@ -542,7 +544,8 @@ async def test_a_backend_the_server_ended_while_idle_costs_a_read_no_error(
         for _ in range(20):  # asyncpg reads the FATAL; its socket stays open
             await asyncio.sleep(0)
 
-        assert (await users.get(pk)).name == "A"  # type: ignore[union-attr]
+        found = await users.get(pk) if read == "get" else (await users.find(name="A"))[0]
+        assert found is not None and found.name == "A"
         assert adb.stats()["pool"]["retries"] == 1
     finally:
         await adb.close()

@@ -31,6 +31,7 @@ __all__ = [
     "raise_reported",
     "requires",
     "translate_connect_errors",
+    "translate_protocol_errors",
 ]
 
 
@@ -76,26 +77,25 @@ def raise_reported(adapted: Any, error: Exception) -> NoReturn:
     translate it (``_handle_exception``); 2.0's asyncmy adapter has no such step, as
     asyncmy's errors are its DBAPI classes already."""
     report = getattr(adapted, "_handle_exception", None)
-    try:
-        if report is not None:
-            report(error)
-        raise error
-    except Exception as reported:
-        if reported is not error or not _asyncpg_internal(error):
-            raise
-        # 2.0's asyncpg adapter lets asyncpg's own protocol errors out untranslated
-        # (2.1 reports them as InternalClientError, an InternalError): as 2.1 does.
-        raise adapted.dbapi.InternalError(str(error)) from error
+    if report is not None:
+        report(error)
+    raise error
 
 
-def _asyncpg_internal(error: Exception) -> bool:
-    """Whether ``error`` is asyncpg's InternalClientError (its protocol in a state no
-    reply ends, as once the server's FATAL reached an idle connection)."""
-    if not type(error).__module__.startswith("asyncpg."):
-        return False
+def translate_protocol_errors(dialect: Dialect) -> None:
+    """Make asyncpg's own protocol error (InternalClientError) the driver's InternalError.
+
+    asyncpg raises it once the server's FATAL has reached an idle connection and
+    before its close has (and aborts the connection, so the pool sees a disconnect
+    and the read is retried). SQLAlchemy 2.1's adapter translates it; 2.0's lets it
+    out raw, past every error boundary. Adds it to this engine's DBAPI's table only.
+    """
+    table = getattr(dialect.loaded_dbapi, "_asyncpg_error_translate", None)
+    if table is None:  # not asyncpg
+        return
     from asyncpg.exceptions import InternalClientError
 
-    return isinstance(error, InternalClientError)
+    table.setdefault(InternalClientError, dialect.loaded_dbapi.InternalError)
 
 
 #: A statement's rows and its DBAPI description.

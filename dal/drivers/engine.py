@@ -70,6 +70,7 @@ def create_async(
 
     engine = create_async_engine(settings.url, poolclass=Pool, **_options(settings, driver))
     adapters.translate_connect_errors(engine.sync_engine.dialect)
+    adapters.translate_protocol_errors(engine.sync_engine.dialect)
     _instrument(engine.sync_engine, driver, tracker, counters)
     return engine
 
