@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import gc
+import weakref
 from typing import Any
 
 import pytest
@@ -24,6 +26,7 @@ from dal.aio.tasks import Detached, finish
 from tests import tables
 from tests.conftest import async_url
 from tests.test_aio_repository import AUsers
+from tests.waiting import turns_until
 
 VAR: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
 
@@ -93,6 +96,25 @@ async def test_a_cancellation_at_an_await_inside_is_raised_there_and_the_caller_
         await call
     assert cleaned == ["cleaned"]  # the cleanup inside could still await
     assert await greenlets.run_sync(lambda: "again") == "again"
+
+
+class _Held:
+    """A value or an error a test watches being collected."""
+
+
+async def test_an_idle_greenlet_keeps_nothing_of_its_last_call_alive() -> None:
+    value = await greenlets.run_sync(_Held)
+    returned = weakref.ref(value)
+
+    def fail() -> None:
+        raise LookupError(_Held())
+
+    with pytest.raises(LookupError) as caught:
+        await greenlets.run_sync(fail)
+    raised = weakref.ref(caught.value.args[0])
+    del value, caught
+    gc.collect()
+    assert returned() is None and raised() is None
 
 
 # -- Detached ----------------------------------------------------------------------------------
@@ -550,3 +572,24 @@ async def test_a_backend_the_server_ended_while_idle_costs_a_read_no_error(
     finally:
         await adb.close()
         await proxy.close()
+
+
+async def test_a_connection_that_comes_back_goes_to_the_task_waiting_for_it_first(
+    adb: dal.AsyncDatabase,
+) -> None:
+    """A full pool: a miss waits in it; the connection that comes back wakes it, and
+    a greenlet-free read arriving before the waiter has run does not take it."""
+    url = adb.settings.url.render_as_string(hide_password=False)
+    async with dal.AsyncDatabase(url, pool_size=1, max_overflow=0) as db:
+        users = AUsers(db)
+        pk = (await users.add(email="a@example.com", name="A")).id
+        users.cache_clear()
+        pool: Any = db._sync_engine.pool
+        queue = pool._pool
+        held = await greenlets.run_sync(pool.connect)  # the pool's only connection
+        waiter = asyncio.create_task(users.get(pk))
+        await turns_until(lambda: queue.waiting == 1)
+        held.close()  # back in the pool in this turn: the waiter is woken, not yet run
+        assert queue.qsize() == 1 and not db._checkout.ready()
+        assert (await waiter).name == "A"  # type: ignore[union-attr]
+        assert queue.waiting == 0 and db._checkout.ready()

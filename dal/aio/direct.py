@@ -31,12 +31,21 @@ Fetch = Callable[[Any, str, Any], Awaitable[tuple[list[Any], Any]]]
 
 class _Queue(AsyncAdaptedQueue[Any]):
     """The pool's queue: an idle connection is handed out without awaiting, also
-    once the pool is at its size limit (where SQLAlchemy's awaits the queue's get)."""
+    once the pool is at its size limit (where SQLAlchemy's awaits the queue's get),
+    unless a task waits for one: a connection that comes back is the waiters' first
+    (``waiting`` counts them until they have it), or they could be passed over until
+    their ``pool_timeout``."""
+
+    waiting = 0
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
-        if not self._queue.empty():
+        if not self.waiting and not self._queue.empty():
             return self.get_nowait()
-        return super().get(block, timeout)
+        self.waiting += 1
+        try:
+            return super().get(block, timeout)
+        finally:
+            self.waiting -= 1
 
 
 class Pool(AsyncAdaptedQueuePool):
@@ -65,7 +74,7 @@ class Checkout:
         """An idle connection that needs no reconnect, recycle or ping is next, no
         checkout listener would await, and its read can run without a Task."""
         pool: Any = self._engine.pool
-        if pool._pre_ping or len(pool.dispatch.checkout) != self._own:
+        if pool._pre_ping or pool._pool.waiting or len(pool.dispatch.checkout) != self._own:
             return False
         idle = pool._pool._queue._queue  # the asyncio.Queue's deque; its next is [0]
         if not idle:

@@ -52,27 +52,29 @@ class _Idle(threading.local):
 
 _idle = _Idle()
 
-#: What a worker hands back when its call is over: ``(True, value)`` or ``(False,
-#: error)``. Anything else it switches with is an awaitable of ``await_only``.
-Outcome = tuple[bool, Any]
+#: What a worker switches back with when its call is over; its outcome, ``(True,
+#: value)`` or ``(False, error)``, is on its ``outcome`` until the caller takes it, so
+#: that an idle worker keeps nothing alive. Anything else it switches with is an
+#: awaitable of ``await_only``.
+_DONE: Any = object()
 
 
 def _serve(job: tuple[Callable[..., Any], tuple[Any, ...]]) -> None:
     """A worker's life: run each job it is switched to, hand back its outcome."""
     from greenlet import GreenletExit, getcurrent  # type: ignore[import-untyped,unused-ignore]
 
+    me = getcurrent()
     while True:
         fn, args = job
         del job
-        outcome: Outcome
         try:
-            outcome = (True, fn(*args))
+            me.outcome = (True, fn(*args))
         except GreenletExit:
             raise  # the worker is being discarded
         except BaseException as exc:  # handed to the caller, which raises it
-            outcome = (False, exc)
+            me.outcome = (False, exc)
         del fn, args
-        job = getcurrent().parent.switch(outcome)
+        job = me.parent.switch(_DONE)
 
 
 async def run_sync(fn: Callable[..., T], *args: Any) -> T:
@@ -88,18 +90,18 @@ async def run_sync(fn: Callable[..., T], *args: Any) -> T:
     # are the caller's.
     worker.gr_context = current.gr_context
     result = worker.switch((fn, args))
-    while type(result) is not tuple:
+    while result is not _DONE:
         try:
             value = await result
         except BaseException:
             result = worker.throw(*sys.exc_info())
         else:
             result = worker.switch(value)
+    ok, value = worker.outcome
+    worker.outcome = None
     if not worker.dead and len(idle) < KEPT:
         worker.gr_context = None  # keep no caller's context alive
         idle.append(worker)
-    ok, value = result
-    del result
     if ok:
         return value  # type: ignore[no-any-return]
     try:
