@@ -10,10 +10,12 @@ import asyncio
 import contextvars
 import gc
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import Connection, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 from sqlalchemy.util import await_only, greenlet_spawn
@@ -181,20 +183,45 @@ class _Counted:
         monkeypatch.setattr(aio_database, "run_sync", counted)
 
 
+def _fetches(db: dal.AsyncDatabase, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The driver connections ``db``'s greenlet-free reads fetch on, one per read."""
+    fetch, used = db._fetch, []
+    assert fetch is not None
+
+    def noted(adapted: Any, sql: str, parameters: Any) -> Any:
+        used.append(adapted.driver_connection)
+        return fetch(adapted, sql, parameters)
+
+    monkeypatch.setattr(db, "_fetch", noted)
+    return used
+
+
+@contextmanager
+def _users_locked(postgres_url: str) -> Iterator[Connection]:
+    """A lock on ``users`` held in the server: every read of it waits until the
+    yielded connection's ``rollback()``."""
+    engine = create_engine(make_url(postgres_url), poolclass=NullPool)
+    try:
+        with engine.connect() as lock:
+            lock.execute(text("LOCK TABLE users IN ACCESS EXCLUSIVE MODE"))
+            yield lock
+    finally:
+        engine.dispose()
+
+
+async def _until_parked(lock: Connection) -> None:
+    """Until a statement waits on ``lock`` in the server."""
+    while not lock.scalar(text("SELECT count(*) FROM pg_locks WHERE NOT granted")):
+        await asyncio.sleep(0)
+
+
 async def test_a_miss_with_an_idle_connection_is_one_statement_and_no_greenlet(
     adb: dal.AsyncDatabase, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     users = AUsers(adb)
     pk = (await users.add(email="a@example.com", name="A")).id
     users.cache_clear()
-    fetch, sent = adb._fetch, []
-    assert fetch is not None
-
-    def counted(adapted: Any, sql: str, parameters: Any) -> Any:
-        sent.append(sql)
-        return fetch(adapted, sql, parameters)
-
-    monkeypatch.setattr(adb, "_fetch", counted)
+    sent = _fetches(adb, monkeypatch)
     greenlet_path = _Counted(monkeypatch)
 
     found = await users.get(pk)
@@ -228,12 +255,9 @@ async def test_a_leader_cancelled_while_the_server_holds_its_select_cancels_only
     users = AUsers(pg_adb)
     pk = (await users.add(email="a@example.com", name="A")).id
     users.cache_clear()
-    engine = create_engine(make_url(postgres_url), poolclass=NullPool)
-    with engine.connect() as lock:
-        lock.execute(text("LOCK TABLE users IN ACCESS EXCLUSIVE MODE"))
+    with _users_locked(postgres_url) as lock:
         leader = asyncio.create_task(users.get(pk))
-        while not lock.scalar(text("SELECT count(*) FROM pg_locks WHERE NOT granted")):
-            await asyncio.sleep(0)
+        await _until_parked(lock)
         waiters = [asyncio.create_task(users.get(pk)) for _ in range(3)]
         while users.cache_info().misses < 4:
             await asyncio.sleep(0)
@@ -241,7 +265,6 @@ async def test_a_leader_cancelled_while_the_server_holds_its_select_cancels_only
         await asyncio.gather(leader, return_exceptions=True)
         assert len(loads._running) == 1  # the load goes on
         lock.rollback()
-    engine.dispose()
 
     assert [r.name for r in await asyncio.gather(*waiters)] == ["A"] * 3  # type: ignore[union-attr]
     assert leader.cancelled()
@@ -283,24 +306,13 @@ async def test_a_direct_read_returning_to_a_full_pool_closes_its_connection(
         users = AUsers(adb)
         pk = (await users.add(email="a@example.com", name="A")).id
         users.cache_clear()
-        fetch, used = adb._fetch, []
-        assert fetch is not None
-
-        def noted(adapted: Any, sql: str, parameters: Any) -> Any:
-            used.append(adapted.driver_connection)
-            return fetch(adapted, sql, parameters)
-
-        monkeypatch.setattr(adb, "_fetch", noted)
-        engine = create_engine(make_url(postgres_url), poolclass=NullPool)
-        with engine.connect() as lock:
-            lock.execute(text("LOCK TABLE users IN ACCESS EXCLUSIVE MODE"))
+        used = _fetches(adb, monkeypatch)
+        with _users_locked(postgres_url) as lock:
             reader = asyncio.create_task(users.get(pk))  # the idle connection, parked
-            while not lock.scalar(text("SELECT count(*) FROM pg_locks WHERE NOT granted")):
-                await asyncio.sleep(0)
+            await _until_parked(lock)
             async with adb.engine.connect() as other:  # the overflow one, back to the pool
                 await other.execute(text("SELECT 1"))
             lock.rollback()
-        engine.dispose()
         assert (await reader).name == "A"  # type: ignore[union-attr]
 
         assert len(used) == 1 and used[0].is_closed()  # closed, not dropped open
@@ -345,14 +357,7 @@ async def test_after_engine_dispose_direct_reads_use_the_new_pool_which_close_cl
     users = AUsers(pg_adb)
     pk = (await users.add(email="a@example.com", name="A")).id
     users.cache_clear()
-    fetch, used = pg_adb._fetch, []
-    assert fetch is not None
-
-    def noted(adapted: Any, sql: str, parameters: Any) -> Any:
-        used.append(adapted.driver_connection)
-        return fetch(adapted, sql, parameters)
-
-    monkeypatch.setattr(pg_adb, "_fetch", noted)
+    used = _fetches(pg_adb, monkeypatch)
     old = pg_adb.engine.sync_engine.pool
     async with pg_adb.engine.connect() as conn:  # out while the pool is replaced
         await conn.execute(text("SELECT 1"))
@@ -417,23 +422,12 @@ async def test_close_while_a_direct_read_is_parked_closes_its_connection_when_it
     users = AUsers(pg_adb)
     pk = (await users.add(email="a@example.com", name="A")).id
     users.cache_clear()
-    fetch, used = pg_adb._fetch, []
-    assert fetch is not None
-
-    def noted(adapted: Any, sql: str, parameters: Any) -> Any:
-        used.append(adapted.driver_connection)
-        return fetch(adapted, sql, parameters)
-
-    monkeypatch.setattr(pg_adb, "_fetch", noted)
-    engine = create_engine(make_url(postgres_url), poolclass=NullPool)
-    with engine.connect() as lock:
-        lock.execute(text("LOCK TABLE users IN ACCESS EXCLUSIVE MODE"))
+    used = _fetches(pg_adb, monkeypatch)
+    with _users_locked(postgres_url) as lock:
         reader = asyncio.create_task(users.get(pk))
-        while not lock.scalar(text("SELECT count(*) FROM pg_locks WHERE NOT granted")):
-            await asyncio.sleep(0)
+        await _until_parked(lock)
         await pg_adb.close()
         lock.rollback()
-    engine.dispose()
 
     assert (await reader).name == "A"  # type: ignore[union-attr]
     assert used[0].is_closed()  # closed by its return, before the load ended
