@@ -10,6 +10,7 @@ without sleeping.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -84,3 +85,16 @@ async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s: {condition}")
         await asyncio.sleep(0.001)
+
+
+def join_aiosqlite_threads() -> None:
+    """Wait for the threads of failed aiosqlite connects to end.
+
+    aiosqlite stops a connection's thread after its connect failed without waiting
+    for it; if the event loop closes first, that thread dies on "Event loop is
+    closed", which pytest reports as an error of whatever test runs then. Call it
+    once the test's databases are closed: every such thread is ending.
+    """
+    for thread in threading.enumerate():
+        if "_connection_worker_thread" in thread.name:
+            thread.join(10)

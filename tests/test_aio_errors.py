@@ -8,7 +8,6 @@ chained to Core's error, like every other driver's.
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 import dal
 from dal.drivers.pkread import PkRead, PkRun
 from tests import mysqlserver, pgserver
-from tests.aiohelp import Names
+from tests.aiohelp import Names, join_aiosqlite_threads
 from tests.models import User
 from tests.test_recovery import _terminate_all
 
@@ -94,19 +93,7 @@ async def test_a_database_that_cannot_be_reached_is_a_database_error(
             root = root.__cause__
         assert root is not None, repr(cause)
         assert db.stats()["pool"]["checked_out"] == 0
-    _join_aiosqlite_threads()
-
-
-def _join_aiosqlite_threads() -> None:
-    """Wait for the threads of failed aiosqlite connects to end.
-
-    aiosqlite stops a connection's thread after its connect failed without waiting
-    for it; if the event loop closes first, that thread dies on "Event loop is
-    closed", which pytest reports as an error of whatever test runs then.
-    """
-    for thread in threading.enumerate():
-        if "_connection_worker_thread" in thread.name:
-            thread.join(10)
+    join_aiosqlite_threads()
 
 
 async def _fill_pool(db: dal.AsyncDatabase, n: int) -> None:

@@ -29,6 +29,7 @@ from tornado.httpserver import HTTPServer
 
 import dal
 from examples.tornado_app import CITIES, Base, create_items, make_app
+from tests.aiohelp import join_aiosqlite_threads
 
 ROOT = Path(__file__).resolve().parents[1]
 ROWS = 30
@@ -185,6 +186,7 @@ async def test_an_unreachable_database_is_a_503(url: str) -> None:
             assert await client.get("/health") == (200, {"status": "ok"})
     finally:
         await db.close()
+    join_aiosqlite_threads()
 
 
 async def test_a_full_pool_is_a_503_after_pool_timeout(service_url: str) -> None:
