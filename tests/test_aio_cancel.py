@@ -111,18 +111,20 @@ async def test_a_task_cancelled_inside_a_call_leaves_nothing_behind(
     assert adb.stats()["pool"]["checked_out"] == 0
 
 
+async def _write_and_wait(adb: dal.AsyncDatabase, inside: asyncio.Event) -> None:
+    """A session that writes, sets ``inside``, then waits until it is cancelled."""
+    async with adb.session() as s:
+        await s.execute(update(User).values(name="never"))
+        inside.set()
+        await asyncio.Event().wait()
+
+
 async def test_a_task_cancelled_in_a_session_body_rolls_back(adb: dal.AsyncDatabase) -> None:
     async with adb.session() as s:
         s.add(User(id=1, email="a@example.com", name="old"))
     inside = asyncio.Event()
 
-    async def body() -> None:
-        async with adb.session() as s:
-            await s.execute(update(User).values(name="never"))
-            inside.set()
-            await asyncio.Event().wait()  # until cancelled
-
-    task = asyncio.create_task(body())
+    task = asyncio.create_task(_write_and_wait(adb, inside))
     await inside.wait()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -146,13 +148,7 @@ async def test_cancelled_again_during_its_cleanup_a_session_still_ends_cleanly(
     event.listen(adb.engine.sync_engine.pool, "reset", resetting.hook)
     disconnects = adb.stats()["pool"]["disconnects"]
 
-    async def body() -> None:
-        async with adb.session() as s:
-            await s.execute(update(User).values(name="never"))
-            inside.set()
-            await asyncio.Event().wait()  # until cancelled
-
-    task = asyncio.create_task(body())
+    task = asyncio.create_task(_write_and_wait(adb, inside))
     await inside.wait()
     for pause in (rolling_back, resetting):
         task.cancel()

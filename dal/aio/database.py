@@ -185,9 +185,9 @@ class AsyncDatabase(Core):
         without a Task (``loads``); anything else (a failure's handling, which tells
         the pool and may retry, connect or wait under ``asyncio.timeout``) runs in one."""
         loop = self._running_loop()  # no getpid: see there
+        # In the turn ``_direct`` found the pool ready: the loads start it at once.
         pooled = self._checkout.now()
-        if pooled is None:  # the pool changed since ``_direct`` looked
-            return await loop.create_task(self._read_raw(run.reader, run))
+        owed = True  # whether this read still returns the connection (else _recover does)
         fetching = False  # whether an error is the driver's, which its adapter reports
         try:
             parameters = run.parameters()
@@ -197,10 +197,10 @@ class AsyncDatabase(Core):
                 fetching = False
             found = run.answer(rows, description)
         except Exception as error:
-            failed, pooled = pooled, None  # handed over, with the connection
-            return await loop.create_task(self._recover(failed, run, error, fetching))
+            owed = False
+            return await loop.create_task(self._recover(pooled, run, error, fetching))
         finally:
-            if pooled is not None:
+            if owed:
                 if direct.returns_now(pooled._pool):
                     pooled.close()
                 else:  # a listener on the return (close() adds one) may await

@@ -93,9 +93,9 @@ class Checkout:
             return False
         return self._own == 0 or self._quiet is None or self._quiet(record.dbapi_connection)
 
-    def now(self) -> PoolProxiedConnection | None:
-        """A connection checked out without awaiting, or None (see ``ready``)."""
-        return self._engine.pool.connect() if self.ready() else None
+    def now(self) -> PoolProxiedConnection:
+        """A connection checked out without awaiting, in the turn ``ready`` said so."""
+        return self._engine.pool.connect()
 
 
 def returns_now(pool: Any) -> bool:

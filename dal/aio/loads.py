@@ -173,8 +173,9 @@ def _start(
         store._failed(flights, exc)
         raise
     _running.add(runner)
-    for flight in flights:
-        flight.owner = runner
+    with store.lock:  # cycle checks read owners under it, from any thread
+        for flight in flights:
+            flight.owner = runner
     if isinstance(runner, Detached):
         runner.start()
     return runner
@@ -197,7 +198,7 @@ def _raised(task: Runner) -> bool:
 async def _run(store: Store, flights: list[Flight], load: Callable[[], Awaitable[Values]]) -> None:
     """The load's Task: store what is still leased, wake every waiter, whatever happens."""
     # Age counts from before the read: the row is as old as the query, not the fill.
-    started = monotonic()
+    started = None if flights[0].ns.ttl is None else monotonic()
     try:
         values = await load()
     except Exception as exc:  # the waiters raise it; the Task has nobody to tell

@@ -8,7 +8,7 @@ so it never suspends.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterable, Mapping
 from functools import partial
 from threading import get_ident
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -69,9 +69,8 @@ class AsyncRepository(RepositoryBase[T]):
             if session is not None:
                 return await self._in_session(session, self._session_get(pk))  # type: ignore[no-any-return]
         rows, db = self._rows, self._db
-        run = self._pk_read(pk)
-        load = partial(db._read_raw, self._parts.pk_read, run)
-        quick = partial(db._direct, run)
+        # The reads are made only on a miss (a key of no single type comes here to hit).
+        load, quick = partial(self._load_one, pk), partial(self._quick_one, pk)
         found = await loads.get_or_load(
             self._store, rows, (rows, pk), load, db._running_loop(), quick
         )
@@ -156,6 +155,12 @@ class AsyncRepository(RepositoryBase[T]):
         pk, read = self._parts.pk, self._parts.collations
         if pk.learning and read is not None:
             pk.learned(await self._db._read(read))
+
+    async def _load_one(self, pk: Any) -> Record[T] | None:
+        return await self._db._read_raw(self._parts.pk_read, self._pk_read(pk))
+
+    def _quick_one(self, pk: Any) -> Coroutine[Any, Any, Record[T] | None] | None:
+        return self._db._direct(self._pk_read(pk))
 
     async def _load_many(
         self, keys: list[tuple[Namespace, Any]]
