@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+import sqlalchemy.exc
 from sqlalchemy import text, update
 
 import dal
@@ -129,3 +130,37 @@ async def test_losing_the_listener_clears_the_async_cache_and_pauses_it(
     await until(lambda: stats()["bus"]["state"] == "listening")
     assert stats()["bus"]["reconnects"] == 1 and stats()["cache"]["paused"] == []
     assert await names.get(1) == "user1" and names.cached(1)
+
+
+async def test_a_transaction_that_failed_commits_as_without_the_bus_and_announces_nothing(
+    bus_adb: dal.AsyncDatabase, pg_db: dal.Database
+) -> None:
+    """A caught error aborts the transaction; its COMMIT rolls back without an error
+    on asyncpg, the bus or not, and there is no write to announce."""
+    seed(Users(pg_db))
+    sent = bus_stats(bus_adb)["messages_sent"]  # type: ignore[arg-type]
+    async with bus_adb.engine.begin() as conn:
+        await conn.execute(text("UPDATE users SET name = 'lost' WHERE id = 1"))
+        with pytest.raises(sqlalchemy.exc.DBAPIError):
+            await conn.execute(text("SELECT 1 / 0"))
+    assert bus_stats(bus_adb)["messages_sent"] == sent  # type: ignore[arg-type]
+    assert Users(pg_db).get(1).name == "user1"  # type: ignore[union-attr]
+
+
+async def test_a_notify_on_a_killed_connection_is_the_drivers_error_wrapped_as_core_wraps_it(
+    bus_adb: dal.AsyncDatabase, pg_db: dal.Database, postgres_url: str
+) -> None:
+    """The NOTIFY goes on asyncpg's own connection, past the adapter: its error is
+    reported as the adapter reports it, so Core wraps it, and dal translates it."""
+    seed(Users(pg_db))
+    with pytest.raises(sqlalchemy.exc.DBAPIError):
+        async with bus_adb.engine.begin() as conn:
+            await conn.execute(text("UPDATE users SET name = 'x' WHERE id = 1"))
+            terminate(postgres_url, await conn.scalar(text("SELECT pg_backend_pid()")))
+    with pytest.raises(dal.DatabaseError):
+        await bus_adb._write(lambda conn: _written_then_killed(conn, postgres_url))
+
+
+def _written_then_killed(conn: Any, postgres_url: str) -> None:
+    conn.execute(update(User).where(User.id == 1).values(name="y"))
+    terminate(postgres_url, conn.exec_driver_sql("SELECT pg_backend_pid()").scalar())

@@ -31,7 +31,7 @@ from ..tracking.invalidation import Pending
 from ..tracking.statements import ALL
 from . import triggers
 from .messages import CHANNEL, BadMessage, Message, decode, encode
-from .senders import PSYCOPG2, Sender
+from .senders import PSYCOPG2, Aborted, Sender
 
 __all__ = ["Bus", "connector"]
 
@@ -170,6 +170,19 @@ class Bus:
         if encoded is None or self._notify.aborted(dbapi_connection):
             return  # an aborted transaction's COMMIT rolls back: nothing to announce
         payload, table_wide = encoded
+        try:
+            sent, table_wide = self._send(dbapi_connection, pending, payload, table_wide)
+        except Aborted:
+            return  # as above, found out by the NOTIFY itself
+        if sent:
+            with self._lock:
+                self.sent += 1
+                self.sent_table_wide += table_wide
+
+    def _send(
+        self, dbapi_connection: Any, pending: Pending, payload: str, table_wide: bool
+    ) -> tuple[bool, bool]:
+        """Run the NOTIFY; whether one was sent, and whether it is table-wide."""
         covered = self._covered
         checked = [] if ALL in pending else [t for t in pending if _bare(t) in covered]
         fetch = self._notify.fetch
@@ -193,10 +206,7 @@ class Bus:
             sent = row is not None  # none: the triggers announce everything
             if row is not None and not row[1]:
                 table_wide = rest is not None and rest[1]
-        if sent:
-            with self._lock:
-                self.sent += 1
-                self.sent_table_wide += table_wide
+        return sent, table_wide
 
     # -- listening (the listener thread) ---------------------------------------------
 

@@ -13,7 +13,7 @@ import functools
 import re
 from typing import Any
 
-__all__ = ["ASYNCPG", "PSYCOPG2", "Sender", "for_driver"]
+__all__ = ["ASYNCPG", "PSYCOPG2", "Aborted", "Sender", "for_driver"]
 
 Row = tuple[Any, ...] | None
 
@@ -51,17 +51,31 @@ class AsyncpgSender(Sender):
     greenlet ``do_commit`` runs in, so it can await."""
 
     def aborted(self, dbapi_connection: Any) -> bool:
-        # asyncpg does not say; the NOTIFY then fails with the transaction's error,
-        # which is what its COMMIT would have reported.
+        # asyncpg does not say; a NOTIFY in a failed transaction raises ``Aborted``.
         return False
 
     def fetch(self, dbapi_connection: Any, sql: str, params: dict[str, Any]) -> Row:
+        """Errors as the adapter's cursor reports them (the driver's DBAPI errors,
+        which Core wraps): asyncpg's own would leave COMMIT untranslated."""
+        from asyncpg.exceptions import InFailedSQLTransactionError
         from sqlalchemy.util import await_only
+
+        from ..drivers.adapters import raise_reported
 
         text, names = _numbered(sql)
         conn = dbapi_connection.driver_connection
-        row = await_only(conn.fetchrow(text, *(params[n] for n in names)))
+        try:
+            row = await_only(conn.fetchrow(text, *(params[n] for n in names)))
+        except InFailedSQLTransactionError as error:
+            raise Aborted from error  # its COMMIT rolls back, as without the bus
+        except Exception as error:
+            raise_reported(dbapi_connection, error)
         return None if row is None else tuple(row)
+
+
+class Aborted(Exception):
+    """The transaction failed before its NOTIFY: its COMMIT rolls back, and there is
+    nothing to announce."""
 
 
 def _fetch(dbapi_connection: Any, sql: str, params: dict[str, Any]) -> Row:
