@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import gc
+import logging
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -587,3 +588,30 @@ async def test_a_connection_that_comes_back_goes_to_the_task_waiting_for_it_firs
         assert queue.qsize() == 1 and not db._checkout.ready()
         assert (await waiter).name == "A"  # type: ignore[union-attr]
         assert queue.waiting == 0 and db._checkout.ready()
+
+
+@pytest.mark.parametrize("watcher", ["cursor event", "engine log"])
+async def test_a_miss_is_seen_by_whoever_watches_statements(
+    adb: dal.AsyncDatabase,
+    watcher: str,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Watched, the miss leaves the greenlet-free path: its SELECT goes through Core,
+    its cursor events and its statement log (promise 10)."""
+    users = AUsers(adb)
+    pk = (await users.add(email="a@example.com", name="A")).id
+    users.cache_clear()
+    sent = _fetches(adb, monkeypatch)
+    seen: list[str] = []
+    engine = adb._engine.sync_engine
+    if watcher == "cursor event":
+        event.listen(engine, "before_cursor_execute", lambda c, cur, sql, *a: seen.append(sql))
+    else:
+        caplog.set_level(logging.INFO, logger="sqlalchemy.engine")
+
+    assert (await users.get(pk)).name == "A"  # type: ignore[union-attr]
+
+    logged = [r.getMessage() for r in caplog.records if r.name.startswith("sqlalchemy.engine")]
+    selects = [s for s in (seen if watcher == "cursor event" else logged) if "FROM users" in s]
+    assert len(selects) == 1 and sent == []

@@ -197,6 +197,8 @@ class AsyncDatabase(Core):
                 fetching = False
             found = run.answer(rows, description)
         except Exception as error:
+            if not fetching and not isinstance(error, ValueError):
+                raise  # not the database's (nor a refused value): as the sync read
             owed = False
             return await loop.create_task(self._recover(pooled, run, error, fetching))
         finally:

@@ -161,23 +161,6 @@ def asyncpg_autocommit(connection: PoolProxiedConnection) -> Iterator[None]:
         dbapi_connection.autocommit = False
 
 
-class AsyncpgCursor(_FetchingCursor):
-    """The raw primary-key read's cursor on asyncpg: one await per statement.
-
-    The adapter's cursor wraps each statement in more than asyncpg's own call
-    (a transaction check, a description list, a deque, a status regex); this keeps
-    its lock, prepared statement cache and error translation, and sends the prepared
-    statement's Bind/Execute, nothing else. Only in read mode
-    (autocommit), on a connection checked out for the read alone.
-    """
-
-    __slots__ = ()
-
-    @staticmethod
-    def fetch(adapted: Any, sql: str, parameters: Any) -> Awaitable[Fetched]:
-        return _asyncpg_fetch(adapted, sql, parameters)
-
-
 async def _asyncpg_fetch(adapted: Any, sql: str, parameters: Any) -> Fetched:
     # As the adapter's cursor prepares (its cache, schema timestamp 0) and describes.
     # The adapter's lock too: a load's read may share its outer read's connection.
@@ -199,6 +182,21 @@ async def _asyncpg_fetch(adapted: Any, sql: str, parameters: Any) -> Fetched:
             rows = await statement.fetch(*(parameters or ()))
         description = [(a.name, a.type.oid, None, None, None, None, None) for a in attributes]
         return rows, description or None
+
+
+class AsyncpgCursor(_FetchingCursor):
+    """The raw primary-key read's cursor on asyncpg: one await per statement.
+
+    The adapter's cursor wraps each statement in more than asyncpg's own call
+    (a transaction check, a description list, a deque, a status regex); this keeps
+    its lock, prepared statement cache and error translation, and sends the prepared
+    statement's Bind/Execute, nothing else. Only in read mode
+    (autocommit), on a connection checked out for the read alone.
+    """
+
+    __slots__ = ()
+
+    fetch = staticmethod(_asyncpg_fetch)
 
 
 def _stale(error: Exception) -> bool:
@@ -260,17 +258,6 @@ def _asyncmy_begin(dbapi_connection: Any) -> None:
     await_only(dbapi_connection.driver_connection.begin())
 
 
-class AsyncmyCursor(_FetchingCursor):
-    """The raw primary-key read's cursor on asyncmy: one await per statement, under
-    the adapter's lock, as its own cursor runs one (execute, then every row)."""
-
-    __slots__ = ()
-
-    @staticmethod
-    def fetch(adapted: Any, sql: str, parameters: Any) -> Awaitable[Fetched]:
-        return _asyncmy_fetch(adapted, sql, parameters)
-
-
 async def _asyncmy_fetch(adapted: Any, sql: str, parameters: Any) -> Fetched:
     async with adapted._execute_mutex:
         cursor = adapted.driver_connection.cursor()
@@ -280,6 +267,15 @@ async def _asyncmy_fetch(adapted: Any, sql: str, parameters: Any) -> Fetched:
             return (list(await cursor.fetchall()) if description else []), description
         finally:
             await cursor.close()
+
+
+class AsyncmyCursor(_FetchingCursor):
+    """The raw primary-key read's cursor on asyncmy: one await per statement, under
+    the adapter's lock, as its own cursor runs one (execute, then every row)."""
+
+    __slots__ = ()
+
+    fetch = staticmethod(_asyncmy_fetch)
 
 
 #: MySQL's reads and transactions (``dal.drivers.mysql``) on asyncmy's adapter.

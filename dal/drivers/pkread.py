@@ -65,7 +65,7 @@ class PkRead:
         """The row with primary key ``pk`` (values in column order), or None."""
         cursor.execute(self.sql, self.parameters(pk))
         row = cursor.fetchone()
-        return None if row is None else self._convert(cursor, [row])[0]
+        return None if row is None else self._convert(cursor.description, [row])[0]
 
     def parameters(self, pk: tuple[Any, ...]) -> Any:
         """The statement's parameters for ``pk``, as the driver takes them."""
@@ -78,7 +78,7 @@ class PkRead:
         """``run``'s answer from the rows a driver fetched (and their description)."""
         if not rows:
             return None
-        return self._convert(_Described(description), rows[:1])[0]
+        return self._convert(description, rows[:1])[0]
 
     def run_many(self, cursor: Any, pks: Sequence[Any]) -> list[tuple[Any, ...]]:
         """The rows whose single-column primary key is in ``pks`` (at most MAX_KEYS)."""
@@ -87,7 +87,7 @@ class PkRead:
         if self._array:
             sql, positional = self._array_sql()
             cursor.execute(sql, (values,) if positional else {"keys": values})
-            return self._convert(cursor, cursor.fetchall())
+            return self._convert(cursor.description, cursor.fetchall())
         size = 1 << max(len(pks) - 1, 0).bit_length()
         sql, positional = self._many_sql(size)
         values += values[-1:] * (size - len(values))
@@ -95,7 +95,7 @@ class PkRead:
             cursor.execute(sql, tuple(values))
         else:
             cursor.execute(sql, {f"k{i}": v for i, v in enumerate(values)})
-        return self._convert(cursor, cursor.fetchall())
+        return self._convert(cursor.description, cursor.fetchall())
 
     def _many_sql(self, size: int) -> tuple[str, bool]:
         found = self._many.get(size)
@@ -121,12 +121,12 @@ class PkRead:
             found = self._many[0] = (str(compiled), bool(compiled.positional))
         return found
 
-    def _convert(self, cursor: Any, rows: Sequence[Any]) -> list[tuple[Any, ...]]:
+    def _convert(self, description: Any, rows: Sequence[Any]) -> list[tuple[Any, ...]]:
         processors = self._results
         if processors is None:
             processors = self._results = [
                 t.result_processor(self._dialect, d[1])
-                for t, d in zip(self._types, cursor.description, strict=True)
+                for t, d in zip(self._types, description, strict=True)
             ]
         if not any(processors):
             return [tuple(row) for row in rows]
@@ -134,15 +134,6 @@ class PkRead:
             tuple(v if p is None else p(v) for v, p in zip(row, processors, strict=True))
             for row in rows
         ]
-
-
-class _Described:
-    """What ``_convert`` reads of a cursor: its description."""
-
-    __slots__ = ("description",)
-
-    def __init__(self, description: Any) -> None:
-        self.description = description
 
 
 class PkRun(Generic[R]):
