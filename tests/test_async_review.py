@@ -10,10 +10,12 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import aiosqlite
 import pytest
 from sqlalchemy import event, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,7 +24,7 @@ from sqlalchemy.util import await_only
 import dal
 from dal.aio import loads
 from dal.store.cache import Store
-from tests.aiohelp import until
+from tests.aiohelp import Names, until
 from tests.models import User
 from tests.test_aio_repository import AUsers
 from tests.test_commit_parked import LOCK, Parking, at_commit
@@ -80,6 +82,44 @@ async def test_a_write_cancelled_in_its_commit_leaves_no_stale_row_cached(
     await _committed(pg_adb)
     assert await name() == "new"
     assert pg_adb.stats()["pool"]["checked_out"] == 0
+
+
+async def test_a_write_cancelled_while_its_commit_is_queued_on_aiosqlite_caches_nothing_stale(
+    sqlite_adb: dal.AsyncDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """aiosqlite runs a COMMIT its caller stopped waiting for all the same: queued on
+    the connection's thread behind a job the test holds, it lands after the
+    cancellation. A read made meanwhile caches the old row, so the invalidation must
+    come after the COMMIT, not at the cancellation."""
+    async with sqlite_adb.session() as s:
+        s.add(User(id=1, email="a@example.com", name="old"))
+    names = Names(sqlite_adb)
+    real_commit = aiosqlite.Connection.commit
+    held, queued = threading.Event(), asyncio.Event()
+    holding: list[asyncio.Future[Any]] = []
+
+    async def commit_behind_a_held_job(self: Any) -> None:
+        holding.append(asyncio.ensure_future(self._execute(held.wait)))  # the thread waits
+        commit = asyncio.ensure_future(real_commit(self))  # queued behind it
+        queued.set()
+        await commit
+
+    monkeypatch.setattr(aiosqlite.Connection, "commit", commit_behind_a_held_job)
+    statement = update(User).where(User.id == 1).values(name="new")
+    writer = asyncio.create_task(sqlite_adb._write(lambda conn: conn.execute(statement)))
+    await queued.wait()
+    monkeypatch.setattr(aiosqlite.Connection, "commit", real_commit)
+    writer.cancel()
+    await asyncio.sleep(0)  # one loop step: the writer takes its cancellation
+    try:
+        assert await names.get(1) == "old"  # the COMMIT has not run: cached
+    finally:
+        held.set()
+    with pytest.raises(asyncio.CancelledError):
+        await writer
+    await holding[0]
+    assert await names.fetch(1) == "new"  # it landed after the cancellation
+    assert await names.get(1) == "new"  # and the cache was dropped after it
 
 
 async def _committed(db: dal.AsyncDatabase) -> None:
